@@ -1,0 +1,373 @@
+"""Heatmap decoders: hard argmax and soft-argmax, batched, in pure torch.
+
+Every decoder takes heatmaps shaped ``(..., H, W)`` (``spatial_dims=2``) or
+``(..., D, H, W)`` (``spatial_dims=3``, torch's order for volumes) with any number
+of leading batch dimensions, and returns coordinates shaped ``(..., 2)`` ordered
+``(x, y)`` or ``(..., 3)`` ordered ``(x, y, z)``: x indexes W, y indexes H and z
+indexes D.
+
+Two coordinate frames are offered:
+
+* ``"pixel"`` (default): pixel centres sit at the integers ``0 … W-1``, the frame
+  of array indices, so the hard argmax is integer-valued and both decoders are
+  directly comparable.
+* ``"normalized"``: ``[-1, 1]`` with -1 and 1 at the centres of the first and last
+  pixel, the frame of ``grid_sample(..., align_corners=True)``. An axis of size 1
+  maps to 0.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+Normalize = Literal["none", "max", "minmax"]
+CoordFrame = Literal["pixel", "normalized"]
+
+NORMALIZE_CHOICES: tuple[str, ...] = ("none", "max", "minmax")
+COORD_CHOICES: tuple[str, ...] = ("pixel", "normalized")
+
+
+class Decoded(NamedTuple):
+    """What a decoder returns for a batch of maps.
+
+    Attributes:
+        coords: ``(..., spatial_dims)`` coordinates ordered ``(x, y[, z])``.
+        score: ``(...)`` the raw maximum of each map (a confidence).
+        spread: ``(...)`` standard deviation of the softmax distribution in
+            pixels, ``sqrt(var_x + var_y [+ var_z])``; ``None`` for decoders
+            without a distribution (argmax).
+        flat: ``(...)`` True where the map is constant (no peak to report).
+        finite: ``(...)`` False where the map holds NaN or ±Inf; its other
+            fields are then meaningless.
+    """
+
+    coords: Tensor
+    score: Tensor
+    spread: Tensor | None
+    flat: Tensor
+    finite: Tensor
+
+
+def _check_input(heatmaps: Tensor, spatial_dims: int) -> tuple[torch.Size, torch.Size]:
+    if not isinstance(heatmaps, Tensor):
+        raise TypeError(f"heatmaps must be a torch.Tensor, got {type(heatmaps).__name__}")
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if heatmaps.ndim < spatial_dims:
+        raise ValueError(
+            f"heatmaps need at least {spatial_dims} dimensions for spatial_dims={spatial_dims}, "
+            f"got shape {tuple(heatmaps.shape)}"
+        )
+    if heatmaps.is_complex() or heatmaps.dtype == torch.bool:
+        raise TypeError(f"heatmaps must be real numbers, got dtype {heatmaps.dtype}")
+    spatial = heatmaps.shape[-spatial_dims:]
+    if any(s == 0 for s in spatial):
+        raise ValueError(f"heatmaps have an empty spatial axis: shape {tuple(heatmaps.shape)}")
+    return heatmaps.shape[:-spatial_dims], spatial
+
+
+def _compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    # float64 stays float64 (gradcheck, exact references); half precision and
+    # integers are computed in float32 so exp() and the sums don't lose the peak.
+    if dtype == torch.float64 and device.type != "mps":
+        return torch.float64
+    return torch.float32
+
+
+def _check_coords(coords: str) -> None:
+    if coords not in COORD_CHOICES:
+        raise ValueError(f"coords must be one of {COORD_CHOICES}, got {coords!r}")
+
+
+def to_frame(pixel_coords: Tensor, spatial: tuple[int, ...], coords: str) -> Tensor:
+    """Convert ``(..., d)`` pixel coordinates ordered (x, y[, z]) to the frame ``coords``.
+
+    ``spatial`` is the map's shape in array order, ``(H, W)`` or ``(D, H, W)``.
+
+    Example:
+        >>> to_frame(torch.tensor([[0.0, 2.0], [9.0, 1.0]]), (3, 10), "normalized").tolist()
+        [[-1.0, 1.0], [1.0, 0.0]]
+    """
+    _check_coords(coords)
+    if coords == "pixel":
+        return pixel_coords
+    sizes = torch.tensor(
+        list(reversed(spatial)), dtype=pixel_coords.dtype, device=pixel_coords.device
+    )
+    # An axis of a single pixel has no extent: its only centre is the origin.
+    half = torch.clamp(sizes - 1, min=1) / 2
+    centred = pixel_coords - (sizes - 1) / 2
+    return centred / half
+
+
+def _flat_stats(flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    hi = flat.amax(-1)
+    lo = flat.amin(-1)
+    finite = torch.isfinite(hi) & torch.isfinite(lo)
+    return hi, lo, finite
+
+
+def argmax_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel") -> Decoded:
+    """Hard argmax with its score; see :func:`hard_argmax` for the contract.
+
+    Shape:
+        ``(..., H, W)`` or ``(..., D, H, W)`` -> ``Decoded`` with ``coords`` of
+        shape ``(..., spatial_dims)`` and per-map fields of shape ``(...)``.
+
+    Example:
+        >>> maps = torch.zeros(1, 3, 4)
+        >>> maps[0, 2, 1] = 5.0
+        >>> out = argmax_decode(maps)
+        >>> out.coords.tolist(), out.score.tolist(), out.flat.tolist()
+        ([[1.0, 2.0]], [5.0], [False])
+    """
+    _check_coords(coords)
+    lead, spatial = _check_input(heatmaps, spatial_dims)
+    n = spatial.numel()
+    flat = heatmaps.reshape(-1, n)
+    cdtype = _compute_dtype(heatmaps.dtype, heatmaps.device)
+    if not flat.is_floating_point():
+        flat = flat.to(cdtype)
+    # torch.argmax documents the first maximal index on every backend; this is
+    # numpy's tie rule on the flattened (row-major) map.
+    index = flat.detach().argmax(-1)
+    hi, lo, finite = _flat_stats(flat.detach())
+    axes = []
+    rest = index
+    for size in reversed(spatial):  # x (W) first, then y (H), then z (D)
+        axes.append(rest % size)
+        rest = torch.div(rest, size, rounding_mode="floor")
+    pixel = torch.stack(axes, -1).to(cdtype)
+    out_coords = to_frame(pixel, spatial, coords)
+    return Decoded(
+        coords=out_coords.reshape(*lead, spatial_dims),
+        score=hi.to(cdtype).reshape(lead),
+        spread=None,
+        flat=(hi == lo).reshape(lead),
+        finite=finite.reshape(lead),
+    )
+
+
+def _scaled_logits(flat: Tensor, beta: float, normalize: str) -> Tensor:
+    """``β·(x̂ − max x̂)`` for each row of ``flat``: the max-subtracted softmax logits."""
+    hi = flat.amax(-1, keepdim=True)
+    if normalize == "none":
+        return (flat - hi) * beta
+    lo = flat.amin(-1, keepdim=True)
+    # Dividing by max|x| first keeps (hi - lo) finite even for values near the
+    # dtype's limit; a map of zeros gets scale 0, i.e. a uniform softmax.
+    absmax = torch.maximum(hi.abs(), lo.abs())
+    safe = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
+    shifted = (flat - hi) / safe
+    if normalize == "max":
+        return shifted * beta
+    span = (hi - lo) / safe
+    scale = torch.where(span > 0, beta / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
+    return shifted * scale
+
+
+def softargmax_decode(
+    heatmaps: Tensor,
+    beta: float = 1.0,
+    spatial_dims: int = 2,
+    normalize: str = "none",
+    coords: str = "pixel",
+) -> Decoded:
+    """Soft-argmax with its score and spread; see :func:`soft_argmax` for the contract.
+
+    Shape:
+        ``(..., H, W)`` or ``(..., D, H, W)`` -> ``Decoded`` with ``coords`` of
+        shape ``(..., spatial_dims)`` and per-map fields of shape ``(...)``.
+
+    Example:
+        >>> maps = torch.zeros(2, 3)
+        >>> out = softargmax_decode(maps)  # a constant map: the centre, flagged
+        >>> out.coords.tolist(), out.flat.item()
+        ([1.0, 0.5], True)
+    """
+    _check_coords(coords)
+    if normalize not in NORMALIZE_CHOICES:
+        raise ValueError(f"normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
+    beta = float(beta)
+    if not (beta > 0 and beta < float("inf")):
+        raise ValueError(f"beta must be a finite number > 0, got {beta}")
+    lead, spatial = _check_input(heatmaps, spatial_dims)
+    n = spatial.numel()
+    cdtype = _compute_dtype(heatmaps.dtype, heatmaps.device)
+    flat = heatmaps.reshape(-1, n).to(cdtype)
+    weights = torch.exp(_scaled_logits(flat, beta, normalize)).reshape(-1, *spatial)
+
+    # Per-axis marginals of the unnormalised weights: no H×W coordinate grid is
+    # ever built, and each axis gets its own 1-D index vector.
+    dims = tuple(range(1, spatial_dims + 1))
+    total = weights.sum(dims)
+    means, variances = [], []
+    for axis in reversed(dims):  # x (W) first, then y (H), then z (D)
+        marginal = weights.sum(tuple(d for d in dims if d != axis)) / total[:, None]
+        index = torch.arange(weights.shape[axis], dtype=cdtype, device=weights.device)
+        mean = marginal @ index
+        variances.append((marginal * (index - mean[:, None]) ** 2).sum(-1))
+        means.append(mean)
+    pixel = torch.stack(means, -1)
+    hi, lo, finite = _flat_stats(flat.detach())
+    return Decoded(
+        coords=to_frame(pixel, spatial, coords).reshape(*lead, spatial_dims),
+        score=hi.reshape(lead),
+        spread=torch.sqrt(torch.stack(variances, -1).sum(-1)).reshape(lead),
+        flat=(hi == lo).reshape(lead),
+        finite=finite.reshape(lead),
+    )
+
+
+def hard_argmax(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel") -> Tensor:
+    """Coordinates of each map's maximum (not differentiable).
+
+    Ties go to the first maximum in row-major order, as ``numpy.argmax`` on the
+    flattened map does; a constant map therefore gives index 0 (use
+    :func:`argmax_decode` to get the ``flat`` flag).
+
+    Args:
+        heatmaps: ``(..., H, W)`` or ``(..., D, H, W)`` real tensor.
+        spatial_dims: 2 for images, 3 for volumes.
+        coords: ``"pixel"`` (centres at integers) or ``"normalized"`` ([-1, 1]
+            with ±1 at the outer pixel centres).
+
+    Shape:
+        ``(..., H, W) -> (..., 2)`` ordered (x, y);
+        ``(..., D, H, W) -> (..., 3)`` ordered (x, y, z).
+
+    Example:
+        >>> maps = torch.zeros(2, 1, 4, 6)          # (B, C, H, W), non-square
+        >>> maps[0, 0, 3, 5] = 1.0                  # row 3, column 5
+        >>> maps[1, 0, 1, 2] = 1.0
+        >>> hard_argmax(maps).tolist()
+        [[[5.0, 3.0]], [[2.0, 1.0]]]
+        >>> hard_argmax(maps, coords="normalized")[0, 0].tolist()
+        [1.0, 1.0]
+    """
+    return argmax_decode(heatmaps, spatial_dims=spatial_dims, coords=coords).coords
+
+
+def soft_argmax(
+    heatmaps: Tensor,
+    beta: float = 1.0,
+    spatial_dims: int = 2,
+    normalize: str = "none",
+    coords: str = "pixel",
+) -> Tensor:
+    """Differentiable soft-argmax: ``Σᵢ i · softmax(β · x̂)ᵢ`` over all positions.
+
+    ``x̂`` is the map after ``normalize``:
+
+    * ``"none"``: ``x̂ = x``, raw logits, the training case (default);
+    * ``"max"``: ``x̂ = x / max|x|``;
+    * ``"minmax"``: ``x̂ = (x − min) / (max − min)``, so β means the same on a
+      0–255 PNG and on a 0–1 float map (the CLI's default).
+
+    The softmax is computed with the maximum subtracted, in float32 for half
+    precision and integer input (float64 input stays float64), so any β from
+    1e-3 to 1e4 is stable and finite input never gives NaN. A constant map
+    gives the centre of the map.
+
+    Args:
+        heatmaps: ``(..., H, W)`` or ``(..., D, H, W)`` real tensor.
+        beta: inverse temperature β > 0; larger is closer to the hard argmax.
+        spatial_dims: 2 for images, 3 for volumes.
+        normalize: ``"none"``, ``"max"`` or ``"minmax"``, see above.
+        coords: ``"pixel"`` or ``"normalized"``, as in :func:`hard_argmax`.
+
+    Shape:
+        ``(..., H, W) -> (..., 2)`` ordered (x, y);
+        ``(..., D, H, W) -> (..., 3)`` ordered (x, y, z).
+
+    Example:
+        >>> maps = torch.zeros(1, 3, 5)             # H=3, W=5
+        >>> maps[0, 1, 3] = 10.0
+        >>> soft_argmax(maps, beta=100.0).tolist()  # close to the peak
+        [[3.0, 1.0]]
+        >>> maps = torch.zeros(1, 1, 4)
+        >>> maps[0, 0, 1:3] = 10.0                  # two equal peaks
+        >>> soft_argmax(maps, beta=100.0).tolist()  # lands between them
+        [[1.5, 0.0]]
+    """
+    return softargmax_decode(
+        heatmaps, beta=beta, spatial_dims=spatial_dims, normalize=normalize, coords=coords
+    ).coords
+
+
+class SoftArgmax(nn.Module):
+    """``nn.Module`` wrapper of :func:`soft_argmax`, for models and losses.
+
+    Shape:
+        ``(..., H, W) -> (..., 2)`` or ``(..., D, H, W) -> (..., 3)``.
+
+    Example:
+        >>> layer = SoftArgmax(beta=10.0)
+        >>> logits = torch.randn(2, 17, 64, 48, requires_grad=True)
+        >>> xy = layer(logits)
+        >>> xy.shape
+        torch.Size([2, 17, 2])
+        >>> xy.sum().backward(); logits.grad.shape
+        torch.Size([2, 17, 64, 48])
+    """
+
+    def __init__(
+        self,
+        beta: float = 1.0,
+        spatial_dims: int = 2,
+        normalize: str = "none",
+        coords: str = "pixel",
+    ) -> None:
+        super().__init__()
+        if normalize not in NORMALIZE_CHOICES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
+        _check_coords(coords)
+        self.beta = float(beta)
+        self.spatial_dims = spatial_dims
+        self.normalize = normalize
+        self.coords = coords
+
+    def forward(self, heatmaps: Tensor) -> Tensor:
+        return soft_argmax(
+            heatmaps,
+            beta=self.beta,
+            spatial_dims=self.spatial_dims,
+            normalize=self.normalize,
+            coords=self.coords,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"beta={self.beta}, spatial_dims={self.spatial_dims}, "
+            f"normalize={self.normalize!r}, coords={self.coords!r}"
+        )
+
+
+DECODERS: tuple[str, ...] = ("argmax", "softargmax")
+
+
+def decode(
+    heatmaps: Tensor,
+    decoder: str,
+    *,
+    spatial_dims: int = 2,
+    beta: float = 1.0,
+    normalize: str = "none",
+    coords: str = "pixel",
+) -> Decoded:
+    """Run the decoder named ``decoder`` (one of :data:`DECODERS`).
+
+    Example:
+        >>> decode(torch.eye(3), "argmax").coords.tolist()
+        [0.0, 0.0]
+    """
+    if decoder == "argmax":
+        return argmax_decode(heatmaps, spatial_dims=spatial_dims, coords=coords)
+    if decoder == "softargmax":
+        return softargmax_decode(
+            heatmaps, beta=beta, spatial_dims=spatial_dims, normalize=normalize, coords=coords
+        )
+    raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")

@@ -1,0 +1,207 @@
+"""Overlay pictures: each heatmap colour-mapped, with every decoder's point on it.
+
+2D maps become one panel each; 3D volumes become three maximum-intensity
+projections (x–y seen along z, x–z seen along y, z–y seen along x) with the
+points projected onto them. Many maps make a grid of panels, at most
+:data:`MAX_PANELS` per picture. Panels are magnified with nearest-neighbour
+sampling so single pixels and the markers stay visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+MAX_PANELS = 48
+TARGET_SIZE = 200  # a panel's long side, in screen pixels
+MAX_ZOOM = 24
+
+# Marker style per decoder: (shape, RGB). Distinct in shape and colour so the
+# picture reads in greyscale and for colour-blind readers.
+MARKERS: dict[str, tuple[str, tuple[int, int, int]]] = {
+    "argmax": ("cross", (255, 255, 255)),
+    "softargmax": ("circle", (0, 220, 255)),
+}
+_FALLBACK_MARKER = ("square", (255, 80, 200))
+
+# Inferno-like colour map: dark purple (low) to pale yellow (high).
+_STOPS = np.array(
+    [
+        [0, 0, 4],
+        [40, 11, 84],
+        [101, 21, 110],
+        [159, 42, 99],
+        [212, 72, 66],
+        [245, 125, 21],
+        [250, 193, 39],
+        [252, 255, 164],
+    ],
+    dtype=np.float64,
+)
+_LUT = np.stack(
+    [np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_STOPS)), _STOPS[:, k]) for k in range(3)],
+    axis=1,
+).astype(np.uint8)
+
+
+def colorize(image: np.ndarray) -> np.ndarray:
+    """Map a 2D float array to RGB uint8, stretched to its own min..max (NaN → black)."""
+    values = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros((*values.shape, 3), np.uint8)
+    lo, hi = values[finite].min(), values[finite].max()
+    scaled = np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
+    scaled = np.where(finite, scaled, 0.0)
+    return _LUT[np.clip(np.rint(scaled * 255), 0, 255).astype(np.intp)]
+
+
+def _views(volume: np.ndarray) -> list[tuple[str, np.ndarray, tuple[int, int]]]:
+    """The 2D views of one map: (caption, image, which coordinate axes are (horizontal, vertical))."""
+    if volume.ndim == 2:
+        return [("", volume, (0, 1))]
+    with np.errstate(invalid="ignore"):
+        return [
+            ("x-y", np.nanmax(volume, axis=0), (0, 1)),
+            ("x-z", np.nanmax(volume, axis=1), (0, 2)),
+            ("z-y", np.nanmax(volume, axis=2).T, (2, 1)),
+        ]
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has no sized default font
+        return ImageFont.load_default()
+
+
+def _draw_marker(draw: ImageDraw.ImageDraw, x: float, y: float, shape: str, colour, r: int) -> None:
+    outline = (0, 0, 0)
+    if shape == "cross":
+        for width, fill in ((5, outline), (2, colour)):
+            draw.line([(x - r, y), (x + r, y)], fill=fill, width=width)
+            draw.line([(x, y - r), (x, y + r)], fill=fill, width=width)
+    elif shape == "circle":
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=outline, width=4)
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
+    else:
+        draw.rectangle([x - r, y - r, x + r, y + r], outline=outline, width=4)
+        draw.rectangle([x - r, y - r, x + r, y + r], outline=colour, width=2)
+
+
+def _panel(
+    image: np.ndarray,
+    points: Mapping[str, np.ndarray],
+    axes: tuple[int, int],
+    caption: str,
+    font,
+) -> Image.Image:
+    h, w = image.shape
+    zoom = max(1.0, min(MAX_ZOOM, TARGET_SIZE / max(h, w)))
+    if max(h, w) > TARGET_SIZE * 2:
+        zoom = TARGET_SIZE * 2 / max(h, w)  # shrink very large maps
+    size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
+    picture = Image.fromarray(colorize(image)).resize(size, Image.Resampling.NEAREST)
+    sx, sy = size[0] / w, size[1] / h
+    label_h = 16
+    canvas = Image.new("RGB", (size[0], size[1] + label_h), (24, 24, 24))
+    canvas.paste(picture, (0, label_h))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((3, 1), caption, fill=(230, 230, 230), font=font)
+    radius = max(7, round(min(size) / 14))
+    for name, xyz in points.items():
+        if xyz is None or not np.all(np.isfinite(xyz)):
+            continue
+        shape, colour = MARKERS.get(name, _FALLBACK_MARKER)
+        # pixel centre i sits at screen (i + 0.5) * zoom
+        px = (float(xyz[axes[0]]) + 0.5) * sx
+        py = (float(xyz[axes[1]]) + 0.5) * sy + label_h
+        _draw_marker(draw, px, py, shape, colour, radius)
+    return canvas
+
+
+def render_overlay(
+    maps: np.ndarray,
+    points: Mapping[str, np.ndarray],
+    title: str,
+    labels: Sequence[str] | None = None,
+    legend: Mapping[str, str] | None = None,
+) -> Image.Image:
+    """Draw a grid of panels, one per map (three per volume), with the decoded points.
+
+    Args:
+        maps: ``(M, H, W)`` or ``(M, D, H, W)`` maps.
+        points: decoder name -> ``(M, d)`` pixel coordinates ordered (x, y[, z]).
+        title: the picture's heading (usually the file name).
+        labels: a caption per map (default ``map 0``, ``map 1``, ...).
+        legend: decoder name -> legend text (default: the name).
+
+    Example:
+        >>> maps = np.zeros((2, 12, 20)); maps[0, 3, 5] = maps[1, 8, 15] = 1
+        >>> pts = {"argmax": np.array([[5.0, 3.0], [15.0, 8.0]])}
+        >>> render_overlay(maps, pts, "demo").mode
+        'RGB'
+    """
+    total = len(maps)
+    shown = min(total, MAX_PANELS)
+    font = _font(12)
+    labels = list(labels) if labels is not None else [f"map {i}" for i in range(total)]
+    tiles: list[Image.Image] = []
+    for m in range(shown):
+        views = _views(maps[m])
+        row_points = {name: p[m] for name, p in points.items()}
+        parts = [
+            _panel(image, row_points, axes, f"{labels[m]} {cap}".strip(), font)
+            for cap, image, axes in views
+        ]
+        if len(parts) == 1:
+            tiles.append(parts[0])
+        else:
+            width = sum(p.width for p in parts) + 4 * (len(parts) - 1)
+            tile = Image.new("RGB", (width, max(p.height for p in parts)), (40, 40, 40))
+            x = 0
+            for p in parts:
+                tile.paste(p, (x, 0))
+                x += p.width + 4
+            tiles.append(tile)
+    cols = 1 if maps.ndim == 4 else min(shown, max(1, int(np.ceil(np.sqrt(shown * 1.5)))))
+    cols = min(cols, shown)
+    rows = int(np.ceil(shown / cols))
+    tw = max(t.width for t in tiles)
+    th = max(t.height for t in tiles)
+    gap, header, footer = 6, 24, 26
+    width = max(cols * (tw + gap) + gap, 360)
+    height = header + rows * (th + gap) + gap + footer
+    canvas = Image.new("RGB", (width, height), (40, 40, 40))
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        canvas.paste(tile, (gap + c * (tw + gap), header + gap + r * (th + gap)))
+    draw = ImageDraw.Draw(canvas)
+    heading = title if shown == total else f"{title}  (first {shown} of {total} maps)"
+    draw.text((gap, 4), heading, fill=(255, 255, 255), font=_font(14))
+    x = gap
+    y = height - footer + 4
+    for name in points:
+        shape, colour = MARKERS.get(name, _FALLBACK_MARKER)
+        _draw_marker(draw, x + 8, y + 8, shape, colour, 6)
+        text = (legend or {}).get(name, name)
+        draw.text((x + 20, y + 1), text, fill=(255, 255, 255), font=font)
+        x += 32 + int(draw.textlength(text, font=font))
+    return canvas
+
+
+def overlay_path(out_dir: Path, name: str) -> Path:
+    """Where the overlay of ``name`` goes: ``out_dir/overlays/<name>.png``.
+
+    An ``.npz`` member's ``:`` becomes ``__`` (a colon is not portable in file
+    names), and absolute or ``..`` parts are dropped so nothing lands outside.
+
+    Example:
+        >>> overlay_path(Path("out"), "sub/maps.npz:left").as_posix()
+        'out/overlays/sub/maps.npz__left.png'
+    """
+    parts = [p for p in PurePosixPath(name.replace(":", "__")).parts if p not in ("/", "..", ".")]
+    return out_dir.joinpath("overlays", *parts).with_name(parts[-1] + ".png")
