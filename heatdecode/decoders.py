@@ -208,7 +208,9 @@ def softargmax_decode(
     for axis in reversed(dims):  # x (W) first, then y (H), then z (D)
         marginal = weights.sum(tuple(d for d in dims if d != axis)) / total[:, None]
         index = torch.arange(weights.shape[axis], dtype=cdtype, device=weights.device)
-        mean = marginal @ index
+        # an elementwise sum, not a matmul: BLAS blocks by batch size, and a map's
+        # coordinates must not depend on which other maps share its batch
+        mean = (marginal * index).sum(-1)
         variances.append((marginal * (index - mean[:, None]) ** 2).sum(-1))
         means.append(mean)
     pixel = torch.stack(means, -1)

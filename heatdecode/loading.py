@@ -132,8 +132,13 @@ def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
             shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
         elif version == (2, 0):
             shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        elif version == (3, 0) and hasattr(np.lib.format, "_read_array_header"):
+            # version 3.0 only differs by a UTF-8 header; numpy has no public reader for it
+            shape, _, dtype = np.lib.format._read_array_header(fh, version)
         else:
-            raise LoadError(f"unsupported .npy format version {version[0]}.{version[1]}")
+            raise LoadError(
+                f"not a valid .npy file (unknown format version {version[0]}.{version[1]})"
+            )
     except LoadError:
         raise
     except Exception as exc:  # numpy raises ValueError / EOFError / SyntaxError here

@@ -1,0 +1,370 @@
+"""End to end: ``heatdecode run`` and ``heatdecode sample`` as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from heatdecode.cli import main
+from heatdecode.writers import CSV_COLUMNS
+
+
+def read_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "coordinates.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def reference_softargmax(heatmap: np.ndarray, beta: float, normalize: str) -> np.ndarray:
+    """Σ i·softmax(β·x̂)_i in float64, written from the formula, returned as (x, y[, z])."""
+    x = heatmap.astype(np.float64)
+    if normalize == "minmax":
+        span = x.max() - x.min()
+        x = (x - x.min()) / span if span > 0 else np.zeros_like(x)
+    elif normalize == "max":
+        peak = np.abs(x).max()
+        x = x / peak if peak > 0 else np.zeros_like(x)
+    logits = beta * x
+    weights = np.exp(logits - logits.max())
+    weights /= weights.sum()
+    grids = np.indices(x.shape, dtype=np.float64)  # array order: (z,) y, x
+    return np.array([(weights * g).sum() for g in grids[::-1]])
+
+
+def load_map(folder: Path, name: str, sample: int, channel: int) -> np.ndarray:
+    """The map a CSV row refers to, read straight with numpy/Pillow in the auto layout."""
+    file, _, key = name.partition(":")
+    path = folder / file
+    if path.suffix == ".png":
+        return np.asarray(Image.open(path))
+    array = np.load(path)[key] if key else np.load(path)
+    if array.ndim == 2:
+        return array
+    if array.ndim == 3:
+        return array[channel]
+    return array[sample, channel]
+
+
+@pytest.fixture(scope="module")
+def sample_run(sample_set, tmp_path_factory) -> tuple[Path, Path, int]:
+    folder, _ = sample_set
+    out = tmp_path_factory.mktemp("run") / "out"
+    code = main(["run", str(folder), "--out", str(out), "--quiet"])
+    return folder, out, code
+
+
+def test_sample_run_exits_zero_and_writes_everything(sample_run):
+    _, out, code = sample_run
+    assert code == 0
+    assert (out / "coordinates.csv").is_file()
+    assert (out / "coordinates.json").is_file()
+    overlays = sorted(p.relative_to(out).as_posix() for p in (out / "overlays").rglob("*.png"))
+    assert "overlays/volume_ncdhw.npy.png" in overlays
+    assert "overlays/maps.npz__left.png" in overlays
+    assert len(overlays) == 10  # one per decoded array
+    for path in (out / "overlays").rglob("*.png"):
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert min(image.size) >= 200  # big enough to see the markers
+
+
+def test_csv_header_and_one_row_per_map_and_decoder(sample_run, sample_set):
+    _, out, _ = sample_run
+    header = (out / "coordinates.csv").read_text().splitlines()[0]
+    assert header.startswith("file,sample,channel,decoder,x,y,z,score")
+    assert tuple(header.split(",")) == CSV_COLUMNS
+    rows = read_rows(out)
+    _, truth = sample_set
+    assert len(rows) == 2 * len(truth)
+    keys = {(r["file"], int(r["sample"]), int(r["channel"])) for r in rows}
+    assert keys == {(t["file"], t["sample"], t["channel"]) for t in truth}
+
+
+def test_argmax_equals_numpy_argmax_on_every_map(sample_run):
+    folder, out, _ = sample_run
+    for row in read_rows(out):
+        if row["decoder"] != "argmax":
+            continue
+        heatmap = load_map(folder, row["file"], int(row["sample"]), int(row["channel"]))
+        index = np.unravel_index(np.argmax(heatmap), heatmap.shape)[::-1]  # (x, y[, z])
+        got = [float(row[k]) for k in "xyz"[: heatmap.ndim]]
+        assert got == [float(i) for i in index], row
+        assert float(row["score"]) == pytest.approx(float(heatmap.max()), rel=1e-6)
+        assert row["z"] == ("" if heatmap.ndim == 2 else row["z"])
+
+
+def test_softargmax_matches_float64_formula(sample_run):
+    folder, out, _ = sample_run
+    settings = json.loads((out / "coordinates.json").read_text())["settings"]
+    beta, normalize = settings["beta"], settings["normalize"]
+    checked_3d = 0
+    for row in read_rows(out):
+        if row["decoder"] != "softargmax":
+            continue
+        heatmap = load_map(folder, row["file"], int(row["sample"]), int(row["channel"]))
+        expected = reference_softargmax(heatmap, beta, normalize)
+        got = np.array([float(row[k]) for k in "xyz"[: heatmap.ndim]])
+        tolerance = 1e-4 if heatmap.ndim == 2 else 1e-3
+        np.testing.assert_allclose(got, expected, atol=tolerance, err_msg=str(row))
+        checked_3d += heatmap.ndim == 3
+    assert checked_3d == 2
+
+
+def test_decoders_land_near_the_true_peaks(sample_run, sample_set):
+    _, out, _ = sample_run
+    _, truth = sample_set
+    where = {(t["file"], t["sample"], t["channel"]): t for t in truth}
+    for row in read_rows(out):
+        t = where[(row["file"], int(row["sample"]), int(row["channel"]))]
+        dims = "xyz" if t["z"] is not None else "xy"
+        error = np.linalg.norm([float(row[k]) - t[k] for k in dims])
+        bound = 0.9 if row["decoder"] == "argmax" else 0.3
+        assert error < bound, (row, t)
+
+
+def test_json_records_settings_layouts_and_rows(sample_run):
+    _, out, _ = sample_run
+    doc = json.loads((out / "coordinates.json").read_text())
+    assert doc["schema"] == "heatdecode.coordinates/1"
+    assert doc["complete"] is True
+    assert doc["settings"]["decoders"] == ["argmax", "softargmax"]
+    assert doc["settings"]["device"] == "cpu"
+    layouts = {f["file"]: f["layout"] for f in doc["files"]}
+    assert layouts["volume_ncdhw.npy"] == "NCDHW"
+    assert layouts["pose_nchw.npy"] == "NCHW"
+    assert layouts["maps.npz:left"] == "CHW"
+    assert layouts["png8/peak_0.png"] == "HW"
+    assert doc["failures"] == []
+    csv_rows = read_rows(out)
+    assert len(doc["rows"]) == len(csv_rows)
+    first = doc["rows"][1]
+    assert first["decoder"] == "softargmax"
+    assert first["x"] == pytest.approx(float(csv_rows[1]["x"]), abs=1e-6)
+    assert doc["summary"]["maps"] == len(csv_rows) // 2
+
+
+def make_good_and_bad(folder: Path) -> None:
+    folder.mkdir()
+    good = np.zeros((3, 9, 14), np.float32)
+    good[0, 2, 11] = good[1, 7, 1] = good[2, 4, 4] = 1.0
+    np.save(folder / "a_good.npy", good)
+    (folder / "b_corrupt.npy").write_bytes(b"\x93NUMPY garbage")
+    np.save(folder / "c_pickled.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    (folder / "d_empty.png").write_bytes(b"")
+    Image.fromarray(np.eye(6, 10, dtype=np.uint8) * 200).save(folder / "e_good.png")
+
+
+def test_bad_files_are_reported_and_good_files_still_written(tmp_path, capsys):
+    make_good_and_bad(tmp_path / "in")
+    out = tmp_path / "out"
+    code = main(["run", str(tmp_path / "in"), "--out", str(out), "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "b_corrupt.npy: not a valid .npy file" in err
+    assert "c_pickled.npy: holds Python objects" in err
+    assert "d_empty.png: empty file" in err
+    assert "Traceback" not in err
+    assert all(line.startswith(("error:", "warning:")) for line in err.splitlines())
+    rows = read_rows(out)
+    assert {r["file"] for r in rows} == {"a_good.npy", "e_good.png"}
+    assert len(rows) == 2 * (3 + 1)
+    doc = json.loads((out / "coordinates.json").read_text())
+    assert [f["file"] for f in doc["failures"]] == ["b_corrupt.npy", "c_pickled.npy", "d_empty.png"]
+
+
+def test_strict_stops_at_the_first_bad_file(tmp_path, capsys):
+    make_good_and_bad(tmp_path / "in")
+    out = tmp_path / "out"
+    code = main(["run", str(tmp_path / "in"), "--out", str(out), "--quiet", "--strict", "--workers", "1"])
+    assert code == 1
+    assert "--strict" in capsys.readouterr().err
+    assert {r["file"] for r in read_rows(out)} == {"a_good.npy"}
+    assert json.loads((out / "coordinates.json").read_text())["complete"] is False
+
+
+def test_nonfinite_map_is_reported_not_decoded(tmp_path, capsys):
+    maps = np.random.default_rng(0).random((2, 3, 8, 5))
+    maps[1, 2, 4, 4] = np.nan
+    np.save(tmp_path / "nan.npy", maps)
+    out = tmp_path / "out"
+    code = main(["run", str(tmp_path / "nan.npy"), "--out", str(out), "--quiet"])
+    assert code == 1
+    assert "nan.npy: sample 1 channel 2: map contains NaN or Inf" in capsys.readouterr().err
+    rows = [r for r in read_rows(out) if (r["sample"], r["channel"]) == ("1", "2")]
+    assert len(rows) == 2
+    assert all(r["status"] == "nonfinite" and r["x"] == "" for r in rows)
+    others = [r for r in read_rows(out) if r["status"] == "ok"]
+    assert len(others) == 2 * 5
+
+
+def test_constant_map_is_flagged_flat(tmp_path):
+    np.save(tmp_path / "flat.npy", np.full((6, 9), 3.0))
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "flat.npy"), "--out", str(out), "--quiet"]) == 0
+    argmax, soft = read_rows(out)
+    assert argmax["status"] == soft["status"] == "flat"
+    assert (float(argmax["x"]), float(argmax["y"])) == (0.0, 0.0)
+    assert (float(soft["x"]), float(soft["y"])) == (4.0, 2.5)
+
+
+def test_layout_option_reads_channels_last_and_volume_last(tmp_path):
+    hwc = np.zeros((10, 16, 2), np.float32)
+    hwc[3, 12, 0] = hwc[8, 1, 1] = 1
+    np.save(tmp_path / "hwc.npy", hwc)
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "hwc.npy"), "--out", str(out), "--layout", "HWC", "-q"]) == 0
+    rows = [r for r in read_rows(out) if r["decoder"] == "argmax"]
+    assert [(r["channel"], r["x"], r["y"]) for r in rows] == [
+        ("0", "12.000000", "3.000000"),
+        ("1", "1.000000", "8.000000"),
+    ]
+    nchwd = np.zeros((1, 1, 6, 7, 5), np.float32)  # saved as (N, C, H, W, D)
+    nchwd[0, 0, 4, 2, 3] = 1  # h=4, w=2, d=3
+    np.save(tmp_path / "vol.npy", nchwd)
+    out2 = tmp_path / "out2"
+    assert main(["run", str(tmp_path / "vol.npy"), "--out", str(out2), "--layout", "NCHWD", "-q"]) == 0
+    argmax = read_rows(out2)[0]
+    assert (argmax["x"], argmax["y"], argmax["z"]) == ("2.000000", "4.000000", "3.000000")
+
+
+def test_layout_mismatch_is_an_error_for_that_file(tmp_path, capsys):
+    np.save(tmp_path / "three.npy", np.ones((2, 4, 5)))
+    np.save(tmp_path / "four.npy", np.ones((1, 2, 4, 5)))
+    out = tmp_path / "out"
+    code = main(["run", str(tmp_path), "--out", str(out), "--layout", "CHW", "-q"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "four.npy: layout CHW has 3 axes but the array has 4" in err
+    assert {r["file"] for r in read_rows(out)} == {"three.npy"}
+
+
+def test_normalized_coords_and_single_format(tmp_path):
+    maps = np.zeros((5, 9), np.float32)
+    maps[4, 0] = 1
+    np.save(tmp_path / "m.npy", maps)
+    out = tmp_path / "out"
+    args = ["run", str(tmp_path / "m.npy"), "--out", str(out), "--coords", "normalized"]
+    assert main([*args, "--format", "csv", "--decoder", "argmax", "-q", "--no-overlays"]) == 0
+    assert not (out / "coordinates.json").exists()
+    assert not (out / "overlays").exists()
+    (row,) = read_rows(out)
+    assert (row["decoder"], float(row["x"]), float(row["y"])) == ("argmax", -1.0, 1.0)
+
+
+def test_existing_outputs_need_overwrite(tmp_path, capsys):
+    np.save(tmp_path / "m.npy", np.eye(4, 6))
+    out = tmp_path / "out"
+    args = ["run", str(tmp_path / "m.npy"), "--out", str(out), "-q"]
+    assert main(args) == 0
+    before = (out / "coordinates.csv").read_bytes()
+    assert main(args) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (out / "coordinates.csv").read_bytes() == before
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_output_folder_inside_the_input_folder_is_not_read_back(tmp_path):
+    np.save(tmp_path / "m.npy", np.eye(4, 6))
+    out = tmp_path / "results"
+    assert main(["run", str(tmp_path), "--out", str(out), "-q"]) == 0
+    assert main(["run", str(tmp_path), "--out", str(out), "-q", "--overwrite"]) == 0
+    assert {r["file"] for r in read_rows(out)} == {"m.npy"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--beta", "0"], "--beta must be a finite number > 0"),
+        (["--beta", "nan"], "--beta must be a finite number > 0"),
+        (["--beta", "-3"], "--beta must be a finite number > 0"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "cuda:99"], "not available"),
+        (["--device", "tpu"], "unknown device"),
+        (["--layout", "HHW"], "repeats the letter H"),
+        (["--layout", "XYZ"], "unknown letter"),
+        (["--decoder", "median"], "median"),
+        (["--normalize", "sqrt"], "sqrt"),
+    ],
+)
+def test_bad_options_are_usage_errors_before_any_work(tmp_path, capsys, extra, message):
+    np.save(tmp_path / "m.npy", np.eye(4, 6))
+    out = tmp_path / "out"
+    code = main(["run", str(tmp_path / "m.npy"), "--out", str(out), *extra])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_nothing_to_decode_and_out_is_a_file(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["run", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "nothing to decode" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    np.save(tmp_path / "m.npy", np.eye(3))
+    (tmp_path / "file").write_text("x")
+    assert main(["run", str(tmp_path / "m.npy"), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_a_missing_argument_beside_good_ones_is_reported(tmp_path, capsys):
+    np.save(tmp_path / "m.npy", np.eye(3))
+    out = tmp_path / "out"
+    code = main(["run", str(tmp_path / "m.npy"), str(tmp_path / "nope.npy"), "--out", str(out), "-q"])
+    assert code == 1
+    assert "nope.npy: no such file or folder" in capsys.readouterr().err
+    assert {r["file"] for r in read_rows(out)} == {"m.npy"}
+
+
+def test_batch_size_does_not_change_the_csv(sample_set, tmp_path):
+    folder, _ = sample_set
+    outputs = []
+    for size in ("1", "7", "1000"):
+        out = tmp_path / size
+        assert main(["run", str(folder), "--out", str(out), "-q", "--batch-size", size, "--no-overlays"]) == 0
+        outputs.append((out / "coordinates.csv").read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_summary_table_and_version(tmp_path, capsys):
+    np.save(tmp_path / "m.npy", np.eye(4, 6))
+    assert main(["run", str(tmp_path / "m.npy"), "--out", str(tmp_path / "out")]) == 0
+    shown = capsys.readouterr().out
+    for text in ("files", "maps", "argmax ↔ soft-argmax, mean", "maps/s", "layouts used", "HW"):
+        assert text in shown
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("heatdecode ")
+
+
+def test_sample_command_writes_truth_and_files(tmp_path):
+    assert main(["sample", str(tmp_path / "s")]) == 0
+    with open(tmp_path / "s" / "truth.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["file", "sample", "channel", "decoder", "x", "y", "z", "score"]
+    assert {r["decoder"] for r in rows} == {"truth"}
+    assert any(r["z"] for r in rows) and any(not r["z"] for r in rows)
+
+
+def test_python_dash_m_runs_as_a_real_process(tmp_path):
+    np.save(tmp_path / "m.npy", np.eye(4, 6))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-m", "heatdecode", "run", str(tmp_path / "m.npy"), "--out", str(tmp_path / "o"), "--beta", "-1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("heatdecode: error:")
+    assert "Traceback" not in done.stderr
