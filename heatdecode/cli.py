@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,7 +25,7 @@ from heatdecode.runner import RunConfig, RunReport, UsageError, run, summary
 
 app = typer.Typer(
     name="heatdecode",
-    help="Turn heatmaps (.npy, .npz, .png, .tif) into coordinates: argmax and soft-argmax, 2D and 3D.",
+    help="Turn heatmaps (.npy, .npz, .png, .tif) into coordinates, 2D and 3D.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -77,32 +77,52 @@ def _main(
 
 @app.command("run")
 def run_command(
-    paths: Annotated[list[Path], typer.Argument(help="Heatmap files and folders (scanned recursively).")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Heatmap files and folders (scanned recursively).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     decoder: Annotated[
-        Optional[list[Decoder]],
+        list[Decoder] | None,
         typer.Option("--decoder", "-d", help="Decoder to run; repeat for several. [default: both]"),
     ] = None,
     beta: Annotated[
         float, typer.Option(help="Soft-argmax inverse temperature β (> 0).")
     ] = DEFAULTS.settings.beta,
     normalize: Annotated[
-        Normalize, typer.Option(help="Map scaling before β: none, max (x/max|x|), minmax ((x-min)/(max-min)).")
+        Normalize,
+        typer.Option(
+            help="Map scaling before β: none, max (x/max|x|), minmax ((x-min)/(max-min))."
+        ),
     ] = Normalize(DEFAULTS.settings.normalize),
     coords: Annotated[
         Coords, typer.Option(help="pixel: centres at 0..W-1; normalized: [-1, 1] at outer centres.")
     ] = Coords.pixel,
     layout: Annotated[
-        str, typer.Option(help="Axis order of the arrays, letters N C D H W (e.g. CHW, NCHWD), or auto.")
+        str,
+        typer.Option(
+            help="Axis order of the arrays, letters N C D H W (e.g. CHW, NCHWD), or auto."
+        ),
     ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = DEFAULTS.device,
-    batch_size: Annotated[int, typer.Option(help="Maps per batch on the device.")] = DEFAULTS.batch_size,
-    workers: Annotated[int, typer.Option(help="Threads reading files and drawing overlays.")] = DEFAULTS.workers,
-    fmt: Annotated[Format, typer.Option("--format", help="Which coordinate files to write.")] = Format.both,
-    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="Write overlay PNGs.")] = True,
+    batch_size: Annotated[
+        int, typer.Option(help="Maps per batch on the device.")
+    ] = DEFAULTS.batch_size,
+    workers: Annotated[
+        int, typer.Option(help="Threads reading files and drawing overlays.")
+    ] = DEFAULTS.workers,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="Which coordinate files to write.")
+    ] = Format.both,
+    overlays: Annotated[
+        bool, typer.Option("--overlays/--no-overlays", help="Write overlay PNGs.")
+    ] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace outputs already in --out.")] = False,
-    strict: Annotated[bool, typer.Option(help="Stop at the first file that can't be decoded.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Stop at the first file that can't be decoded.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")
+    ] = False,
 ) -> None:
     """Decode heatmaps and write coordinates.csv, coordinates.json and overlays/ into --out."""
     try:
@@ -111,7 +131,9 @@ def run_command(
         raise UsageError(str(exc)) from None
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    decoders = tuple(dict.fromkeys(d.value for d in decoder)) if decoder else DEFAULTS.settings.decoders
+    decoders = (
+        tuple(dict.fromkeys(d.value for d in decoder)) if decoder else DEFAULTS.settings.decoders
+    )
     config = RunConfig(
         settings=DecodeSettings(decoders=decoders, beta=beta, normalize=normalize.value),
         coords=coords.value,
@@ -160,13 +182,16 @@ def run_command(
             err.print(f"error: {failure.name}: {failure.reason}", markup=False)
     for name, sample, channel in report.nonfinite():
         err.print(
-            f"error: {name}: sample {sample} channel {channel}: map contains NaN or Inf, not decoded",
+            f"error: {name}: sample {sample} channel {channel}: "
+            "map contains NaN or Inf, not decoded",
             markup=False,
         )
     for failure in report.overlay_errors:
         err.print(f"error: {failure.name}: {failure.reason}", markup=False)
     if report.stopped:
-        err.print("stopped at the first bad file (--strict); outputs hold the files decoded before it")
+        err.print(
+            "stopped at the first bad file (--strict); outputs hold the files decoded before it"
+        )
     if not quiet:
         _print_summary(report, out)
     raise typer.Exit(0 if report.ok else 1)
@@ -211,7 +236,9 @@ def _print_summary(report: RunReport, out: Path) -> None:
 
 @app.command("sample")
 def sample_command(
-    out: Annotated[Path, typer.Argument(help="Folder to write the sample heatmaps and truth.csv into.")],
+    out: Annotated[
+        Path, typer.Argument(help="Folder to write the sample heatmaps and truth.csv into.")
+    ],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Write synthetic heatmaps with known peaks (PNG 8/16-bit, .npy, .npz, 3D) and truth.csv."""

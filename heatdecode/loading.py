@@ -91,9 +91,7 @@ def discover(
             for dirpath, dirnames, filenames in os.walk(root):
                 here = Path(dirpath)
                 dirnames[:] = sorted(
-                    d
-                    for d in dirnames
-                    if not _is_hidden(d) and not _under(here / d, excluded)
+                    d for d in dirnames if not _is_hidden(d) and not _under(here / d, excluded)
                 )
                 for f in filenames:
                     if not _is_hidden(f) and f.lower().endswith(SUFFIXES):
@@ -231,7 +229,9 @@ def _load_image(path: Path) -> tuple[np.ndarray, str | None, list[str]]:
             with Image.open(path) as image:
                 frames = [_frame_to_array(f, notes) for f in ImageSequence.Iterator(image)]
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise LoadError(f"image too large, refused as a decompression bomb ({_short(exc)})") from None
+        raise LoadError(
+            f"image too large, refused as a decompression bomb ({_short(exc)})"
+        ) from None
     except UnidentifiedImageError:
         raise LoadError("not a readable image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -42,7 +42,10 @@ _STOPS = np.array(
     dtype=np.float64,
 )
 _LUT = np.stack(
-    [np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_STOPS)), _STOPS[:, k]) for k in range(3)],
+    [
+        np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_STOPS)), _STOPS[:, k])
+        for k in range(3)
+    ],
     axis=1,
 ).astype(np.uint8)
 
@@ -60,7 +63,7 @@ def colorize(image: np.ndarray) -> np.ndarray:
 
 
 def _views(volume: np.ndarray) -> list[tuple[str, np.ndarray, tuple[int, int]]]:
-    """The 2D views of one map: (caption, image, which coordinate axes are (horizontal, vertical))."""
+    """The 2D views of a map: (caption, image, coordinate axes shown (horizontal, vertical))."""
     if volume.ndim == 2:
         return [("", volume, (0, 1))]
     with np.errstate(invalid="ignore"):

@@ -238,7 +238,9 @@ def decode_sources(
 
     batcher = _Batcher(settings, torch.device(device), batch_size, completed)
     stopped = False
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="heatdecode-load") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, workers), thread_name_prefix="heatdecode-load"
+    ) as pool:
         queue: deque = deque()
         remaining = iter(sources)
 

@@ -79,7 +79,9 @@ class RunReport:
     def nonfinite(self) -> list[tuple[str, int, int]]:
         """(file, sample, channel) of every map holding NaN or Inf."""
         return [
-            (r.name, *divmod(int(m), r.channels)) for r in self.results for m in np.flatnonzero(~r.finite)
+            (r.name, *divmod(int(m), r.channels))
+            for r in self.results
+            for m in np.flatnonzero(~r.finite)
         ]
 
     def flat_count(self) -> int:
@@ -90,7 +92,9 @@ class RunReport:
         parts = []
         for r in self.results:
             if "argmax" in r.outputs and "softargmax" in r.outputs:
-                d = np.linalg.norm(r.outputs["argmax"].coords - r.outputs["softargmax"].coords, axis=1)
+                d = np.linalg.norm(
+                    r.outputs["argmax"].coords - r.outputs["softargmax"].coords, axis=1
+                )
                 parts.append(d[r.finite])
         return np.concatenate(parts) if parts else np.zeros(0)
 
@@ -153,7 +157,9 @@ def check_out_dir(out_dir: Path, formats: Sequence[str], overwrite: bool) -> Non
             )
 
 
-def _overlay_job(out_dir: Path, result: DecodedArray, maps: np.ndarray, legend: dict[str, str]) -> Path:
+def _overlay_job(
+    out_dir: Path, result: DecodedArray, maps: np.ndarray, legend: dict[str, str]
+) -> Path:
     flat_maps = maps.reshape(result.maps, *result.spatial_shape)
     points = {}
     for name, out in result.outputs.items():
@@ -198,7 +204,10 @@ def run(
     check_out_dir(out_dir, formats, config.overwrite)
     sources, missing = discover(paths, exclude=[out_dir])
     if not sources:
-        reason = "; ".join(f"{f.name}: {f.reason}" for f in missing) or "no .npy, .npz, .png or .tif files found"
+        reason = (
+            "; ".join(f"{f.name}: {f.reason}" for f in missing)
+            or "no .npy, .npz, .png or .tif files found"
+        )
         raise UsageError(f"nothing to decode ({reason})")
     if on_start is not None:
         on_start(len(sources))
@@ -212,7 +221,9 @@ def run(
     jobs: list[tuple[str, Future]] = []
     slots = BoundedSemaphore(2 * max(1, config.workers))
     written_overlays: dict[str, Path] = {}
-    renderer = ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="heatdecode-draw")
+    renderer = ThreadPoolExecutor(
+        max_workers=max(1, config.workers), thread_name_prefix="heatdecode-draw"
+    )
 
     def completed(result: DecodedArray, maps: np.ndarray) -> None:
         if not config.overlays:
@@ -322,7 +333,9 @@ def _document(
             }
             for r in report.results
         ],
-        "failures": [{"file": f.name, "reason": f.reason} for f in report.failures + report.overlay_errors],
+        "failures": [
+            {"file": f.name, "reason": f.reason} for f in report.failures + report.overlay_errors
+        ],
         "nonfinite_maps": [
             {"file": name, "sample": n, "channel": c} for name, n, c in report.nonfinite()
         ],

@@ -33,7 +33,7 @@ def gaussian(shape: tuple[int, ...], centre: np.ndarray, sigma: float) -> np.nda
     """
     grids = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij")
     # grids are in array order (z, y, x); centre is (x, y, z)
-    r2 = sum((g - c) ** 2 for g, c in zip(grids, centre[::-1]))
+    r2 = sum((g - c) ** 2 for g, c in zip(grids, centre[::-1], strict=True))
     return np.exp(-r2 / (2 * sigma**2))
 
 
@@ -66,7 +66,7 @@ def write_sample(out_dir: Path, seed: int = 0) -> list[dict[str, object]]:
     truth: list[dict[str, object]] = []
 
     def record(name: str, centres: np.ndarray, score: float) -> None:
-        for (i, j) in np.ndindex(*centres.shape[:2]):
+        for i, j in np.ndindex(*centres.shape[:2]):
             xyz = [float(v) for v in centres[i, j]]
             truth.append(
                 {

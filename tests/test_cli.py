@@ -183,7 +183,9 @@ def test_bad_files_are_reported_and_good_files_still_written(tmp_path, capsys):
 def test_strict_stops_at_the_first_bad_file(tmp_path, capsys):
     make_good_and_bad(tmp_path / "in")
     out = tmp_path / "out"
-    code = main(["run", str(tmp_path / "in"), "--out", str(out), "--quiet", "--strict", "--workers", "1"])
+    code = main(
+        ["run", str(tmp_path / "in"), "--out", str(out), "--quiet", "--strict", "--workers", "1"]
+    )
     assert code == 1
     assert "--strict" in capsys.readouterr().err
     assert {r["file"] for r in read_rows(out)} == {"a_good.npy"}
@@ -230,7 +232,9 @@ def test_layout_option_reads_channels_last_and_volume_last(tmp_path):
     nchwd[0, 0, 4, 2, 3] = 1  # h=4, w=2, d=3
     np.save(tmp_path / "vol.npy", nchwd)
     out2 = tmp_path / "out2"
-    assert main(["run", str(tmp_path / "vol.npy"), "--out", str(out2), "--layout", "NCHWD", "-q"]) == 0
+    assert (
+        main(["run", str(tmp_path / "vol.npy"), "--out", str(out2), "--layout", "NCHWD", "-q"]) == 0
+    )
     argmax = read_rows(out2)[0]
     assert (argmax["x"], argmax["y"], argmax["z"]) == ("2.000000", "4.000000", "3.000000")
 
@@ -286,7 +290,12 @@ def test_output_folder_inside_the_input_folder_is_not_read_back(tmp_path):
         (["--beta", "nan"], "--beta must be a finite number > 0"),
         (["--beta", "-3"], "--beta must be a finite number > 0"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "cuda:99"], "not available"),
+        (
+            ["--device", "cuda:7"]
+            if not __import__("torch").cuda.is_available()
+            else ["--device", "cuda:99"],
+            "not available",
+        ),
         (["--device", "tpu"], "unknown device"),
         (["--layout", "HHW"], "repeats the letter H"),
         (["--layout", "XYZ"], "unknown letter"),
@@ -320,7 +329,9 @@ def test_nothing_to_decode_and_out_is_a_file(tmp_path, capsys):
 def test_a_missing_argument_beside_good_ones_is_reported(tmp_path, capsys):
     np.save(tmp_path / "m.npy", np.eye(3))
     out = tmp_path / "out"
-    code = main(["run", str(tmp_path / "m.npy"), str(tmp_path / "nope.npy"), "--out", str(out), "-q"])
+    code = main(
+        ["run", str(tmp_path / "m.npy"), str(tmp_path / "nope.npy"), "--out", str(out), "-q"]
+    )
     assert code == 1
     assert "nope.npy: no such file or folder" in capsys.readouterr().err
     assert {r["file"] for r in read_rows(out)} == {"m.npy"}
@@ -331,7 +342,12 @@ def test_batch_size_does_not_change_the_csv(sample_set, tmp_path):
     outputs = []
     for size in ("1", "7", "1000"):
         out = tmp_path / size
-        assert main(["run", str(folder), "--out", str(out), "-q", "--batch-size", size, "--no-overlays"]) == 0
+        assert (
+            main(
+                ["run", str(folder), "--out", str(out), "-q", "--batch-size", size, "--no-overlays"]
+            )
+            == 0
+        )
         outputs.append((out / "coordinates.csv").read_bytes())
     assert outputs[0] == outputs[1] == outputs[2]
 
@@ -359,7 +375,17 @@ def test_python_dash_m_runs_as_a_real_process(tmp_path):
     np.save(tmp_path / "m.npy", np.eye(4, 6))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
-        [sys.executable, "-m", "heatdecode", "run", str(tmp_path / "m.npy"), "--out", str(tmp_path / "o"), "--beta", "-1"],
+        [
+            sys.executable,
+            "-m",
+            "heatdecode",
+            "run",
+            str(tmp_path / "m.npy"),
+            "--out",
+            str(tmp_path / "o"),
+            "--beta",
+            "-1",
+        ],
         capture_output=True,
         text=True,
         env=env,
