@@ -116,9 +116,9 @@ def run_command(
     overlays: Annotated[
         bool, typer.Option("--overlays/--no-overlays", help="Write overlay PNGs.")
     ] = True,
-    overwrite: Annotated[bool, typer.Option(help="Replace outputs already in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs already in --out.")] = False,
     strict: Annotated[
-        bool, typer.Option(help="Stop at the first file that can't be decoded.")
+        bool, typer.Option("--strict", help="Stop at the first file that can't be decoded.")
     ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")

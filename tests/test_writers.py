@@ -1,0 +1,117 @@
+"""CSV/JSON writing: columns, number formats, awkward names, atomic replacement."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heatdecode.pipeline import DecodedArray, DecoderOutput
+from heatdecode.writers import (
+    CSV_COLUMNS,
+    atomic_write,
+    iter_rows,
+    json_rows,
+    write_csv,
+    write_json,
+)
+
+
+def decoded(
+    name: str, coords: np.ndarray, spatial: tuple[int, ...], channels: int = 1
+) -> DecodedArray:
+    m = len(coords)
+    return DecodedArray(
+        name=name,
+        layout="CHW",
+        shape=(channels, *spatial),
+        samples=m // channels,
+        channels=channels,
+        spatial_shape=spatial,
+        warnings=[],
+        outputs={
+            "argmax": DecoderOutput(np.round(coords), np.ones(m), None),
+            "softargmax": DecoderOutput(coords, np.ones(m), np.full(m, 0.5)),
+        },
+        flat=np.zeros(m, bool),
+        finite=np.ones(m, bool),
+    )
+
+
+def test_rows_come_per_map_then_decoder_with_sample_and_channel():
+    result = decoded("f.npy", np.array([[1.2, 2.6], [3.0, 4.4], [0.1, 0.2], [5.5, 1.0]]), (6, 8), 2)
+    rows = list(iter_rows([result]))
+    assert [(r["sample"], r["channel"], r["decoder"]) for r in rows] == [
+        (0, 0, "argmax"),
+        (0, 0, "softargmax"),
+        (0, 1, "argmax"),
+        (0, 1, "softargmax"),
+        (1, 0, "argmax"),
+        (1, 0, "softargmax"),
+        (1, 1, "argmax"),
+        (1, 1, "softargmax"),
+    ]
+    assert rows[1]["x"] == pytest.approx(1.2) and rows[1]["z"] is None
+
+
+def test_normalized_rows_use_the_map_shape():
+    result = decoded("f.npy", np.array([[0.0, 5.0], [7.0, 0.0]]), (6, 8))
+    rows = [r for r in iter_rows([result], coords="normalized") if r["decoder"] == "softargmax"]
+    assert (rows[0]["x"], rows[0]["y"]) == (-1.0, 1.0)
+    assert (rows[1]["x"], rows[1]["y"]) == (1.0, -1.0)
+
+
+def test_nonfinite_maps_have_empty_numbers():
+    result = decoded("f.npy", np.array([[1.0, 1.0], [2.0, 2.0]]), (4, 4))
+    result.finite[1] = False
+    rows = list(iter_rows([result]))
+    assert rows[2]["status"] == "nonfinite" and rows[2]["x"] is None and rows[2]["score"] is None
+    assert rows[0]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["plain.npy", "with,comma.npy", 'quote"d.npy', "new\nline.npy", "sp ace.npz:key", "ü.png"],
+)
+def test_csv_and_json_round_trip_awkward_file_names(tmp_path, name):
+    result = decoded(name, np.array([[1.5, 2.25]]), (4, 4))
+    write_csv(tmp_path / "c.csv", iter_rows([result]))
+    with open(tmp_path / "c.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [r["file"] for r in rows] == [name, name]
+    assert (rows[1]["x"], rows[1]["y"], rows[1]["spread"]) == ("1.500000", "2.250000", "0.500000")
+    write_json(tmp_path / "c.json", {"rows": json_rows(iter_rows([result]))})
+    assert json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))["rows"][0]["file"] == name
+
+
+def test_json_turns_nan_into_null(tmp_path):
+    write_json(tmp_path / "x.json", {"rows": json_rows([{"x": float("nan"), "y": 1.0}])})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"rows": [{"x": None, "y": 1.0}]}
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old complete content\n")
+
+    def broken(fh) -> None:
+        fh.write("half a ")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_text() == "old complete content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temp file left
+
+
+def test_atomic_write_honours_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "f.txt", lambda fh: fh.write("x"))
+    finally:
+        os.umask(old)
+    assert (Path(tmp_path / "f.txt").stat().st_mode & 0o777) == 0o644
