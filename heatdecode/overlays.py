@@ -58,8 +58,9 @@ def colorize(image: np.ndarray) -> np.ndarray:
         return np.zeros((*values.shape, 3), np.uint8)
     lo, hi = values[finite].min(), values[finite].max()
     scaled = np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
-    scaled = np.where(finite, scaled, 0.0)
-    return _LUT[np.clip(np.rint(scaled * 255), 0, 255).astype(np.intp)]
+    rgb = _LUT[np.clip(np.rint(np.where(finite, scaled, 0.0) * 255), 0, 255).astype(np.intp)]
+    rgb[~finite] = 0
+    return rgb
 
 
 def _views(volume: np.ndarray) -> list[tuple[str, np.ndarray, tuple[int, int]]]:

@@ -38,20 +38,6 @@ def reference_softargmax(heatmap: np.ndarray, beta: float, normalize: str) -> np
     return np.array([(weights * g).sum() for g in grids[::-1]])
 
 
-def load_map(folder: Path, name: str, sample: int, channel: int) -> np.ndarray:
-    """The map a CSV row refers to, read straight with numpy/Pillow in the auto layout."""
-    file, _, key = name.partition(":")
-    path = folder / file
-    if path.suffix == ".png":
-        return np.asarray(Image.open(path))
-    array = np.load(path)[key] if key else np.load(path)
-    if array.ndim == 2:
-        return array
-    if array.ndim == 3:
-        return array[channel]
-    return array[sample, channel]
-
-
 @pytest.fixture(scope="module")
 def sample_run(sample_set, tmp_path_factory) -> tuple[Path, Path, int]:
     folder, _ = sample_set
@@ -88,12 +74,12 @@ def test_csv_header_and_one_row_per_map_and_decoder(sample_run, sample_set):
     assert keys == {(t["file"], t["sample"], t["channel"]) for t in truth}
 
 
-def test_argmax_equals_numpy_argmax_on_every_map(sample_run):
+def test_argmax_equals_numpy_argmax_on_every_map(sample_run, read_map):
     folder, out, _ = sample_run
     for row in read_rows(out):
         if row["decoder"] != "argmax":
             continue
-        heatmap = load_map(folder, row["file"], int(row["sample"]), int(row["channel"]))
+        heatmap = read_map(folder, row["file"], int(row["sample"]), int(row["channel"]))
         index = np.unravel_index(np.argmax(heatmap), heatmap.shape)[::-1]  # (x, y[, z])
         got = [float(row[k]) for k in "xyz"[: heatmap.ndim]]
         assert got == [float(i) for i in index], row
@@ -101,7 +87,7 @@ def test_argmax_equals_numpy_argmax_on_every_map(sample_run):
         assert row["z"] == ("" if heatmap.ndim == 2 else row["z"])
 
 
-def test_softargmax_matches_float64_formula(sample_run):
+def test_softargmax_matches_float64_formula(sample_run, read_map):
     folder, out, _ = sample_run
     settings = json.loads((out / "coordinates.json").read_text())["settings"]
     beta, normalize = settings["beta"], settings["normalize"]
@@ -109,7 +95,7 @@ def test_softargmax_matches_float64_formula(sample_run):
     for row in read_rows(out):
         if row["decoder"] != "softargmax":
             continue
-        heatmap = load_map(folder, row["file"], int(row["sample"]), int(row["channel"]))
+        heatmap = read_map(folder, row["file"], int(row["sample"]), int(row["channel"]))
         expected = reference_softargmax(heatmap, beta, normalize)
         got = np.array([float(row[k]) for k in "xyz"[: heatmap.ndim]])
         tolerance = 1e-4 if heatmap.ndim == 2 else 1e-3

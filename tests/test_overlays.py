@@ -1,0 +1,83 @@
+"""Overlay pictures: markers where the decoders landed, panels per map and per projection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heatdecode.overlays import MARKERS, MAX_PANELS, colorize, overlay_path, render_overlay
+
+WHITE = np.array(MARKERS["argmax"][1])
+CYAN = np.array(MARKERS["softargmax"][1])
+
+
+def pixels_of(image, colour: np.ndarray, bottom: int) -> np.ndarray:
+    """(row, col) of every pixel of exactly ``colour`` between the title and the legend."""
+    top = 30  # the title strip, also drawn in white
+    array = np.asarray(image)[top:bottom]
+    return np.argwhere((array == colour).all(-1)) + [top, 0]
+
+
+def test_argmax_cross_is_drawn_over_its_pixel():
+    maps = np.zeros((1, 12, 20))
+    maps[0, 3, 5] = 1
+    image = render_overlay(maps, {"argmax": np.array([[5.0, 3.0]])}, "t")
+    white = pixels_of(image, WHITE, image.height - 26)
+    # panel origin (6, 30), a 16 px caption, zoom 10: pixel centre (5, 3) is at (61, 81)
+    row, col = white.mean(0)
+    assert col == pytest.approx(61, abs=1.5)
+    assert row == pytest.approx(81, abs=1.5)
+
+
+def test_decoders_get_distinct_markers_and_a_legend():
+    maps = np.zeros((1, 30, 40))
+    maps[0, 10, 10] = 1
+    points = {"argmax": np.array([[10.0, 10.0]]), "softargmax": np.array([[25.0, 20.0]])}
+    image = render_overlay(maps, points, "t", legend={"softargmax": "soft-argmax"})
+    legend_strip = np.asarray(image)[image.height - 26 :]
+    assert (legend_strip == CYAN).all(-1).any() and (legend_strip == WHITE).all(-1).any()
+    cyan = pixels_of(image, CYAN, image.height - 26)
+    white = pixels_of(image, WHITE, image.height - 26)
+    assert cyan[:, 1].mean() > white[:, 1].mean()  # soft-argmax is to the right (x=25 vs 10)
+    assert cyan[:, 0].mean() > white[:, 0].mean()  # and lower (y=20 vs 10)
+
+
+def test_non_finite_points_are_not_drawn():
+    maps = np.zeros((1, 10, 10))
+    image = render_overlay(maps, {"argmax": np.array([[np.nan, np.nan]])}, "t")
+    assert len(pixels_of(image, WHITE, image.height - 26)) == 0
+
+
+def test_volumes_get_three_projections_side_by_side():
+    volume = render_overlay(np.zeros((1, 10, 20, 30)), {}, "t")
+    # x-y (20x30) and x-z (10x30) panels are 200 px wide, z-y (20x10) 100 px
+    assert volume.width >= 200 + 200 + 100
+
+
+def test_many_maps_are_capped_and_say_so():
+    image = render_overlay(np.random.default_rng(0).random((MAX_PANELS + 10, 8, 8)), {}, "many")
+    assert image.width * image.height < 4000 * 4000
+
+
+def test_colorize_stretches_each_map_and_blacks_out_nan():
+    rgb = colorize(np.array([[0.0, 5.0], [10.0, np.nan]]))
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].sum() < rgb[0, 1].sum() < rgb[1, 0].sum()
+    assert (rgb[1, 1] == 0).all()
+    assert (colorize(np.full((3, 3), 7.0)) == colorize(np.zeros((3, 3)))).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a.npy", "o/overlays/a.npy.png"),
+        ("sub/dir/b.png", "o/overlays/sub/dir/b.png.png"),
+        ("m.npz:key", "o/overlays/m.npz__key.png"),
+        ("/abs/path/x.npy", "o/overlays/abs/path/x.npy.png"),
+        ("../../escape.npy", "o/overlays/escape.npy.png"),
+    ],
+)
+def test_overlay_paths_stay_inside_the_output_folder(name, expected):
+    assert overlay_path(Path("o"), name).as_posix() == expected
