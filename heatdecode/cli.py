@@ -8,11 +8,13 @@ interrupted. Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -116,7 +118,9 @@ def run_command(
     overlays: Annotated[
         bool, typer.Option("--overlays/--no-overlays", help="Write overlay PNGs.")
     ] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs already in --out.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace outputs already in --out.")
+    ] = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first file that can't be decoded.")
     ] = False,
@@ -253,6 +257,12 @@ def sample_command(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns every user mistake into one line and an exit code."""
     command = typer.main.get_command(app)
+    # Large images are refused by the loader with a one-line reason; Pillow's own
+    # warning on the way would only add a second, noisier line.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # Pillow warns about damaged TIFF tags on its way to failing; the file is
+    # reported once, by the loader, with its reason.
+    warnings.filterwarnings("ignore", module=r"PIL\.")
     try:
         result = command.main(args=argv, prog_name="heatdecode", standalone_mode=False)
     except UsageError as exc:

@@ -70,9 +70,11 @@ def _check_input(heatmaps: Tensor, spatial_dims: int) -> tuple[torch.Size, torch
 
 
 def _compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    # float64 stays float64 (gradcheck, exact references); half precision and
-    # integers are computed in float32 so exp() and the sums don't lose the peak.
-    if dtype == torch.float64 and device.type != "mps":
+    # float64 and wide integers stay exact in float64 (gradcheck, references);
+    # half precision and small integers are computed in float32 so exp() and the
+    # sums don't lose the peak. MPS has no float64.
+    wide = dtype == torch.float64 or (not dtype.is_floating_point and dtype.itemsize >= 4)
+    if wide and device.type != "mps":
         return torch.float64
     return torch.float32
 
@@ -129,8 +131,6 @@ def argmax_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel"
     n = spatial.numel()
     flat = heatmaps.reshape(-1, n)
     cdtype = _compute_dtype(heatmaps.dtype, heatmaps.device)
-    if not flat.is_floating_point():
-        flat = flat.to(cdtype)
     # torch.argmax documents the first maximal index on every backend; this is
     # numpy's tie rule on the flattened (row-major) map.
     index = flat.detach().argmax(-1)

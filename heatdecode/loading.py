@@ -9,7 +9,6 @@ records. Nothing here touches torch.
 from __future__ import annotations
 
 import os
-import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -171,7 +170,9 @@ def _load_npz(path: Path) -> list[tuple[str, np.ndarray | LoadError]]:
         raise LoadError("empty file")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except PermissionError:
+        raise
+    except Exception as exc:  # BadZipFile, NotImplementedError for odd zip versions, ...
         raise LoadError(f"not a valid .npz archive ({_short(exc)})") from None
     members: list[tuple[str, np.ndarray | LoadError]] = []
     with archive:
@@ -186,10 +187,10 @@ def _load_npz(path: Path) -> list[tuple[str, np.ndarray | LoadError]]:
                     shape, dtype = _read_npy_header(fh)
                     _check_dtype(dtype)
                     need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-                    if need > info.file_size:
+                    if need > info.file_size - fh.tell():
                         raise LoadError(
                             f"truncated: the header promises {shape} {dtype} ({_bytes(need)}) "
-                            f"but the member holds {_bytes(info.file_size)}"
+                            f"but the member holds {_bytes(info.file_size - fh.tell())}"
                         )
                 with archive.open(member) as fh:
                     members.append((key, np.lib.format.read_array(fh, allow_pickle=False)))
@@ -224,17 +225,24 @@ def _load_image(path: Path) -> tuple[np.ndarray, str | None, list[str]]:
         raise LoadError("empty file")
     notes: list[str] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                frames = [_frame_to_array(f, notes) for f in ImageSequence.Iterator(image)]
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        with Image.open(path) as image:
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse it all
+            # here rather than through warnings filters, which are not thread-safe.
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and image.width * image.height > limit:
+                raise Image.DecompressionBombError(
+                    f"{image.width}x{image.height} pixels is over the limit of {limit}"
+                )
+            frames = [_frame_to_array(f, notes) for f in ImageSequence.Iterator(image)]
+    except Image.DecompressionBombError as exc:
         raise LoadError(
             f"image too large, refused as a decompression bomb ({_short(exc)})"
         ) from None
     except UnidentifiedImageError:
         raise LoadError("not a readable image") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except PermissionError:
+        raise
+    except Exception as exc:  # Pillow raises many types on damaged files (TypeError, KeyError...)
         raise LoadError(f"corrupt or truncated image ({_short(exc)})") from None
     if len(frames) == 1:
         return frames[0], None, notes
@@ -259,7 +267,7 @@ def _read(path: Path) -> list[tuple[str | None, np.ndarray | LoadError, str | No
 def _as_float(array: np.ndarray) -> np.ndarray:
     # float64 and wide integers keep float64 so nothing is rounded away;
     # everything else (8/16-bit images, float16, float32) is computed in float32.
-    if array.dtype == np.float64 or (array.dtype.kind in "iu" and array.dtype.itemsize >= 4):
+    if array.dtype.itemsize >= 8 or (array.dtype.kind in "iu" and array.dtype.itemsize >= 4):
         return array.astype(np.float64, copy=False)
     return array.astype(np.float32, copy=False)
 
@@ -289,6 +297,7 @@ def load_source(source: Source, layout: str = "auto") -> list[HeatmapArray | Loa
             raise LoadError("is a directory")
         if not path.exists():
             raise LoadError("broken symbolic link" if path.is_symlink() else "no such file")
+        open(path, "rb").close()  # a permission problem is reported as such, not as corruption
         entries = _read(path)
     except LoadError as exc:
         return [LoadFailure(source.name, str(exc))]

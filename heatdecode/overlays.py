@@ -67,12 +67,14 @@ def _views(volume: np.ndarray) -> list[tuple[str, np.ndarray, tuple[int, int]]]:
     """The 2D views of a map: (caption, image, coordinate axes shown (horizontal, vertical))."""
     if volume.ndim == 2:
         return [("", volume, (0, 1))]
-    with np.errstate(invalid="ignore"):
-        return [
-            ("x-y", np.nanmax(volume, axis=0), (0, 1)),
-            ("x-z", np.nanmax(volume, axis=1), (0, 2)),
-            ("z-y", np.nanmax(volume, axis=2).T, (2, 1)),
-        ]
+    # NaN/Inf voxels must not hide the rest of the projection (np.nanmax would
+    # warn on all-NaN rays, and warnings filters are not thread-safe to silence)
+    clean = np.where(np.isfinite(volume), volume, -np.inf)
+    return [
+        ("x-y", clean.max(axis=0), (0, 1)),
+        ("x-z", clean.max(axis=1), (0, 2)),
+        ("z-y", clean.max(axis=2).T, (2, 1)),
+    ]
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

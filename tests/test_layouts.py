@@ -108,9 +108,7 @@ def test_layout_error_is_a_value_error_with_a_one_line_message():
 # --------------------------------------------------------------------------- resolve_layout
 
 
-@pytest.mark.parametrize(
-    ("ndim", "expected"), [(2, "HW"), (3, "CHW"), (4, "NCHW"), (5, "NCDHW")]
-)
+@pytest.mark.parametrize(("ndim", "expected"), [(2, "HW"), (3, "CHW"), (4, "NCHW"), (5, "NCDHW")])
 def test_auto_layout_by_number_of_axes(ndim, expected):
     assert resolve_layout(AUTO, ndim) == expected
 
