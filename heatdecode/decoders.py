@@ -105,13 +105,6 @@ def to_frame(pixel_coords: Tensor, spatial: tuple[int, ...], coords: str) -> Ten
     return centred / half
 
 
-def _flat_stats(flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    hi = flat.amax(-1)
-    lo = flat.amin(-1)
-    finite = torch.isfinite(hi) & torch.isfinite(lo)
-    return hi, lo, finite
-
-
 def argmax_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel") -> Decoded:
     """Hard argmax with its score; see :func:`hard_argmax` for the contract.
 
@@ -134,7 +127,8 @@ def argmax_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel"
     # torch.argmax documents the first maximal index on every backend; this is
     # numpy's tie rule on the flattened (row-major) map.
     index = flat.detach().argmax(-1)
-    hi, lo, finite = _flat_stats(flat.detach())
+    hi, lo = flat.detach().amax(-1), flat.detach().amin(-1)
+    finite = torch.isfinite(hi) & torch.isfinite(lo)
     axes = []
     rest = index
     for size in reversed(spatial):  # x (W) first, then y (H), then z (D)
@@ -151,22 +145,73 @@ def argmax_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel"
     )
 
 
-def _scaled_logits(flat: Tensor, beta: float, normalize: str) -> Tensor:
-    """``β·(x̂ − max x̂)`` for each row of ``flat``: the max-subtracted softmax logits."""
-    hi = flat.amax(-1, keepdim=True)
+def _logits(
+    flat: Tensor, hi: Tensor, lo: Tensor, beta: float, normalize: str, out: Tensor | None = None
+) -> Tensor:
+    """``β·(x̂ − max x̂)`` for each row of ``flat``: softmax logits, all ≤ 0.
+
+    For ``max``/``minmax`` the map is divided by max|x| *before* anything is
+    subtracted, so every intermediate stays in [-2, 1] even for values at the
+    dtype's limit or subnormal ones; β is never divided by a tiny number. A
+    constant map gets all-zero logits (a uniform softmax). With ``out`` the
+    work is done in place in that buffer (no autograd).
+    """
     if normalize == "none":
-        return (flat - hi) * beta
-    lo = flat.amin(-1, keepdim=True)
-    # Dividing by max|x| first keeps (hi - lo) finite even for values near the
-    # dtype's limit; a map of zeros gets scale 0, i.e. a uniform softmax.
+        if out is None:
+            return (flat - hi) * beta
+        return torch.sub(flat, hi, out=out).mul_(beta)
     absmax = torch.maximum(hi.abs(), lo.abs())
     safe = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
-    shifted = (flat - hi) / safe
+    top = hi / safe
     if normalize == "max":
-        return shifted * beta
-    span = (hi - lo) / safe
-    scale = torch.where(span > 0, beta / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
-    return shifted * scale
+        scale: Tensor | float = beta
+    else:
+        span = top - lo / safe  # in [0, 2]; zero only for a constant map
+        scale = torch.where(span > 0, beta / torch.where(span > 0, span, 1.0), 0.0)
+    if out is None:
+        return (flat / safe - top) * scale
+    return torch.div(flat, safe, out=out).sub_(top).mul_(scale)
+
+
+def _marginals(weights: Tensor) -> list[Tensor]:
+    """Sums of ``(M, [D,] H, W)`` weights onto each axis, ordered x (W), y (H)[, z (D)].
+
+    Two passes over the weights whatever the dimension: one sum over W, one
+    over everything but W; the other marginals come from the small remainder.
+    """
+    over_w = weights.sum(-1)  # (M, [D,] H)
+    onto_w = weights.sum(tuple(range(1, weights.ndim - 1)))  # (M, W)
+    if weights.ndim == 3:
+        return [onto_w, over_w]
+    return [onto_w, over_w.sum(-2), over_w.sum(-1)]
+
+
+def _chunked_marginals(
+    flat: Tensor, hi: Tensor, lo: Tensor, beta: float, normalize: str, spatial: torch.Size
+) -> list[Tensor]:
+    """:func:`_marginals` of ``exp(logits)`` without autograd, a few maps at a time.
+
+    On CPU each chunk's weights stay in cache and one buffer is reused, which is
+    several times faster than materialising the whole batch's softmax and keeps
+    the extra memory to a few MB; on GPUs chunks are large so launches stay few.
+    """
+    m, n = flat.shape
+    budget = _CHUNK_ELEMENTS_GPU if flat.device.type != "cpu" else _CHUNK_ELEMENTS_CPU
+    rows = max(1, min(m, budget // n))
+    buffer = torch.empty((rows, n), dtype=flat.dtype, device=flat.device)
+    parts: list[list[Tensor]] = [[] for _ in spatial]
+    for start in range(0, m, rows):
+        stop = min(m, start + rows)
+        chunk = slice(start, stop)
+        weights = buffer[: stop - start]
+        _logits(flat[chunk], hi[chunk], lo[chunk], beta, normalize, out=weights).exp_()
+        for k, marginal in enumerate(_marginals(weights.view(-1, *spatial))):
+            parts[k].append(marginal)
+    return [torch.cat(p) if len(p) > 1 else p[0] for p in parts]
+
+
+_CHUNK_ELEMENTS_CPU = 1 << 19  # 2 MB of float32: fits in L2 with room to spare
+_CHUNK_ELEMENTS_GPU = 1 << 26
 
 
 def softargmax_decode(
@@ -198,23 +243,30 @@ def softargmax_decode(
     n = spatial.numel()
     cdtype = _compute_dtype(heatmaps.dtype, heatmaps.device)
     flat = heatmaps.reshape(-1, n).to(cdtype)
-    weights = torch.exp(_scaled_logits(flat, beta, normalize)).reshape(-1, *spatial)
-
-    # Per-axis marginals of the unnormalised weights: no H×W coordinate grid is
-    # ever built, and each axis gets its own 1-D index vector.
-    dims = tuple(range(1, spatial_dims + 1))
-    total = weights.sum(dims)
+    tracking = torch.is_grad_enabled() and flat.requires_grad
+    # amax + amin, not aminmax: on CPU the fused op is several times slower
+    hi, lo = flat.amax(-1, keepdim=True), flat.amin(-1, keepdim=True)
+    # softmax(β·x̂) with its maximum subtracted: exp() only ever sees values
+    # ≤ 0. Only per-axis marginals of the weights are kept: no H×W coordinate
+    # grid is ever built.
+    if tracking:
+        weights = torch.exp(_logits(flat, hi, lo, beta, normalize))
+        marginals = _marginals(weights.reshape(-1, *spatial))
+    else:
+        marginals = _chunked_marginals(flat, hi, lo, beta, normalize, spatial)
+    total = marginals[0].sum(-1, keepdim=True)
     means, variances = [], []
-    for axis in reversed(dims):  # x (W) first, then y (H), then z (D)
-        marginal = weights.sum(tuple(d for d in dims if d != axis)) / total[:, None]
-        index = torch.arange(weights.shape[axis], dtype=cdtype, device=weights.device)
+    for marginal in marginals:
+        p = marginal / total
+        index = torch.arange(p.shape[-1], dtype=cdtype, device=p.device)
         # an elementwise sum, not a matmul: BLAS blocks by batch size, and a map's
         # coordinates must not depend on which other maps share its batch
-        mean = (marginal * index).sum(-1)
-        variances.append((marginal * (index - mean[:, None]) ** 2).sum(-1))
+        mean = (p * index).sum(-1)
+        variances.append((p * (index - mean[:, None]) ** 2).sum(-1))
         means.append(mean)
     pixel = torch.stack(means, -1)
-    hi, lo, finite = _flat_stats(flat.detach())
+    hi, lo = hi.detach()[:, 0], lo.detach()[:, 0]
+    finite = torch.isfinite(hi) & torch.isfinite(lo)
     return Decoded(
         coords=to_frame(pixel, spatial, coords).reshape(*lead, spatial_dims),
         score=hi.reshape(lead),
