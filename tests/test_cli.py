@@ -380,3 +380,63 @@ def test_python_dash_m_runs_as_a_real_process(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("heatdecode: error:")
     assert "Traceback" not in done.stderr
+
+
+def _truncated_npy(path: Path) -> None:
+    np.save(path, np.ones((8, 8), np.float32))
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _truncated_png(path: Path) -> None:
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:2000])
+
+
+BAD_FILES = {
+    "truncated.npy": (_truncated_npy, "truncated"),
+    "corrupt.npz": (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "not a valid .npz"),
+    "corrupt.png": (_truncated_png, "corrupt or truncated"),
+    "junk.png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n broken"), "not a readable image"),
+    "text.png": (lambda p: p.write_text("hello"), "not a readable image"),
+    "empty.npy": (lambda p: p.write_bytes(b""), "empty file"),
+    "pickled.npy": (
+        lambda p: np.save(p, np.array([None, 1], dtype=object), allow_pickle=True),
+        "holds Python objects",
+    ),
+    "strings.npy": (lambda p: np.save(p, np.array([["a", "b"]])), "non-numeric dtype"),
+    "complex.npy": (lambda p: np.save(p, np.ones((3, 3), complex)), "complex dtype"),
+    "bool.npy": (lambda p: np.save(p, np.ones((3, 3), bool)), "boolean dtype"),
+    "zero.npy": (lambda p: np.save(p, np.ones((0, 4, 4))), "empty axis"),
+    "onedim.npy": (lambda p: np.save(p, np.ones(5)), "cannot guess the layout"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_FILES))
+def test_each_bad_file_gets_one_line_and_the_good_files_are_written(tmp_path, capsys, bad):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = np.zeros((2, 5, 7), np.float32)
+    good[0, 1, 6] = good[1, 4, 0] = 1
+    np.save(folder / "a_good.npy", good)
+    np.save(folder / "z_good.npy", good[0])
+    make, reason = BAD_FILES[bad]
+    make(folder / bad)
+    out = tmp_path / "out"
+    code = main(["run", str(folder), "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines() == [line for line in err.splitlines() if line.startswith("error: ")]
+    (line,) = err.splitlines()
+    assert line.startswith(f"error: {bad}: ") and reason in line, line
+    rows = read_rows(out)
+    assert [(r["file"], r["decoder"]) for r in rows] == [
+        ("a_good.npy", "argmax"),
+        ("a_good.npy", "softargmax"),
+        ("a_good.npy", "argmax"),
+        ("a_good.npy", "softargmax"),
+        ("z_good.npy", "argmax"),
+        ("z_good.npy", "softargmax"),
+    ]
+    failures = json.loads((out / "coordinates.json").read_text())["failures"]
+    assert [f["file"] for f in failures] == [bad]
+    assert reason in failures[0]["reason"]
