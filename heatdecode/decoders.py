@@ -196,6 +196,8 @@ def _chunked_marginals(
     the extra memory to a few MB; on GPUs chunks are large so launches stay few.
     """
     m, n = flat.shape
+    if m == 0:  # an empty batch: empty marginals, as the unchunked path gives
+        return _marginals(flat.reshape(0, *spatial))
     budget = _CHUNK_ELEMENTS_GPU if flat.device.type != "cpu" else _CHUNK_ELEMENTS_CPU
     rows = max(1, min(m, budget // n))
     buffer = torch.empty((rows, n), dtype=flat.dtype, device=flat.device)

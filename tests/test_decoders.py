@@ -876,3 +876,11 @@ def test_non_tensor_input_raises_type_error(fn):
 def test_unknown_decoder_name_raises():
     with pytest.raises(ValueError, match="unknown decoder"):
         decode(torch.zeros(3, 4), "centroid")
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_an_empty_batch_gives_empty_coordinates(requires_grad):
+    maps = torch.zeros(0, 3, 4, 5, requires_grad=requires_grad)
+    assert soft_argmax(maps).shape == (0, 3, 2)
+    assert hard_argmax(maps).shape == (0, 3, 2)
+    assert soft_argmax(maps, spatial_dims=3).shape == (0, 3)
