@@ -1,15 +1,14 @@
 """heatdecode: turn heatmaps into coordinates (hard argmax, soft-argmax), 2D and 3D."""
 
 from heatdecode.decoders import (
-    DECODERS,
     Decoded,
     SoftArgmax,
     argmax_decode,
-    decode,
     hard_argmax,
     soft_argmax,
     softargmax_decode,
 )
+from heatdecode.family import DECODERS, decode
 
 __version__ = "0.1.0"
 

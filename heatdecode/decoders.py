@@ -42,6 +42,12 @@ class Decoded(NamedTuple):
         flat: ``(...)`` True where the map is constant (no peak to report).
         finite: ``(...)`` False where the map holds NaN or ±Inf; its other
             fields are then meaningless.
+        border: ``(...)`` for refining decoders, True where the peak is on the
+            map's edge and the refinement fell back to the argmax on some
+            axis; ``None`` for decoders that don't refine.
+        skipped: ``(...)`` for refining decoders, True where the refinement
+            was skipped for another reason (e.g. a singular or not negative
+            definite Hessian in DARK) and the argmax is reported; else ``None``.
     """
 
     coords: Tensor
@@ -49,6 +55,8 @@ class Decoded(NamedTuple):
     spread: Tensor | None
     flat: Tensor
     finite: Tensor
+    border: Tensor | None = None
+    skipped: Tensor | None = None
 
 
 def _check_input(heatmaps: Tensor, spatial_dims: int) -> tuple[torch.Size, torch.Size]:
@@ -400,30 +408,3 @@ class SoftArgmax(nn.Module):
             f"beta={self.beta}, spatial_dims={self.spatial_dims}, "
             f"normalize={self.normalize!r}, coords={self.coords!r}"
         )
-
-
-DECODERS: tuple[str, ...] = ("argmax", "softargmax")
-
-
-def decode(
-    heatmaps: Tensor,
-    decoder: str,
-    *,
-    spatial_dims: int = 2,
-    beta: float = 1.0,
-    normalize: str = "none",
-    coords: str = "pixel",
-) -> Decoded:
-    """Run the decoder named ``decoder`` (one of :data:`DECODERS`).
-
-    Example:
-        >>> decode(torch.eye(3), "argmax").coords.tolist()
-        [0.0, 0.0]
-    """
-    if decoder == "argmax":
-        return argmax_decode(heatmaps, spatial_dims=spatial_dims, coords=coords)
-    if decoder == "softargmax":
-        return softargmax_decode(
-            heatmaps, beta=beta, spatial_dims=spatial_dims, normalize=normalize, coords=coords
-        )
-    raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from heatdecode.decoders import DECODERS, decode
+from heatdecode.family import decode
 from heatdecode.loading import HeatmapArray, LoadFailure, Source, load_source
 
 
@@ -26,7 +26,7 @@ from heatdecode.loading import HeatmapArray, LoadFailure, Source, load_source
 class DecodeSettings:
     """Which decoders to run and how (the CLI's ``--decoder/--beta/--normalize``)."""
 
-    decoders: tuple[str, ...] = DECODERS
+    decoders: tuple[str, ...] = ("argmax", "softargmax")
     beta: float = 1.0
     normalize: str = "none"
 
