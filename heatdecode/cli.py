@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from heatdecode import __version__
+from heatdecode.decoders import COORD_CHOICES, NORMALIZE_CHOICES
+from heatdecode.evaluate import metrics_table
+from heatdecode.family import DECODERS
+from heatdecode.frames import STRIDE_OFFSETS, Frame, parse_per_axis
 from heatdecode.layouts import LayoutError, parse_layout
 from heatdecode.loading import HeatmapArray, LoadFailure, Source
 from heatdecode.pipeline import DecodeSettings
@@ -36,26 +42,39 @@ app = typer.Typer(
 DEFAULTS = RunConfig()
 
 
-class Decoder(str, Enum):
-    argmax = "argmax"
-    softargmax = "softargmax"
-
-
-class Normalize(str, Enum):
-    none = "none"
-    max = "max"
-    minmax = "minmax"
-
-
-class Coords(str, Enum):
-    pixel = "pixel"
-    normalized = "normalized"
+Decoder = Enum("Decoder", {name: name for name in DECODERS}, type=str)
+Normalize = Enum("Normalize", {name: name for name in NORMALIZE_CHOICES}, type=str)
+Coords = Enum("Coords", {name: name for name in COORD_CHOICES}, type=str)
+StrideOffset = Enum("StrideOffset", {name: name for name in STRIDE_OFFSETS}, type=str)
 
 
 class Format(str, Enum):
     both = "both"
     csv = "csv"
     json = "json"
+
+
+# Options shared by `run` and `sweep`, declared once.
+PathsArg = Annotated[
+    list[Path], typer.Argument(help="Heatmap files and folders (scanned recursively).")
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+LayoutOpt = Annotated[
+    str,
+    typer.Option(help="Axis order of the arrays, letters N C D H W (e.g. CHW, NCHWD), or auto."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+BatchOpt = Annotated[int, typer.Option(help="Maps per batch on the device.")]
+WorkersOpt = Annotated[int, typer.Option(help="Threads reading files and drawing overlays.")]
+RadiusOpt = Annotated[int, typer.Option(help="Window radius of local-softargmax, in pixels.")]
+SigmaOpt = Annotated[
+    float | None,
+    typer.Option(help="DARK's smoothing σ in pixels [default: estimated from the maps]."),
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace outputs already in --out.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")]
 
 
 def _err() -> Console:
@@ -79,13 +98,15 @@ def _main(
 
 @app.command("run")
 def run_command(
-    paths: Annotated[
-        list[Path], typer.Argument(help="Heatmap files and folders (scanned recursively).")
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    paths: PathsArg,
+    out: OutOpt,
     decoder: Annotated[
         list[Decoder] | None,
-        typer.Option("--decoder", "-d", help="Decoder to run; repeat for several. [default: both]"),
+        typer.Option(
+            "--decoder",
+            "-d",
+            help="Decoder to run; repeat for several. [default: argmax, softargmax]",
+        ),
     ] = None,
     beta: Annotated[
         float, typer.Option(help="Soft-argmax inverse temperature β (> 0).")
@@ -95,92 +116,76 @@ def run_command(
         typer.Option(
             help="Map scaling before β: none, max (x/max|x|), minmax ((x-min)/(max-min))."
         ),
-    ] = Normalize(DEFAULTS.settings.normalize),
+    ] = DEFAULTS.settings.normalize,
+    radius: RadiusOpt = DEFAULTS.settings.radius,
+    sigma: SigmaOpt = None,
     coords: Annotated[
-        Coords, typer.Option(help="pixel: centres at 0..W-1; normalized: [-1, 1] at outer centres.")
-    ] = Coords.pixel,
-    layout: Annotated[
-        str,
+        Coords,
         typer.Option(
-            help="Axis order of the arrays, letters N C D H W (e.g. CHW, NCHWD), or auto."
+            help="pixel (centres at 0..W-1), half-pixel (centres at i+0.5), normalized "
+            "([-1,1] at outer centres) or normalized-edges ([-1,1] at outer edges)."
         ),
-    ] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = DEFAULTS.device,
-    batch_size: Annotated[
-        int, typer.Option(help="Maps per batch on the device.")
-    ] = DEFAULTS.batch_size,
-    workers: Annotated[
-        int, typer.Option(help="Threads reading files and drawing overlays.")
-    ] = DEFAULTS.workers,
+    ] = "pixel",
+    stride: Annotated[
+        str | None,
+        typer.Option(help="Heatmap-to-image scale, one value or per axis x,y[,z] (e.g. 4 or 4,4)."),
+    ] = None,
+    stride_offset: Annotated[
+        StrideOffset,
+        typer.Option(help="centre: u = x·s + (s-1)/2; none: u = x·s (HRNet/mmpose)."),
+    ] = "centre",
+    spacing: Annotated[
+        str | None,
+        typer.Option(
+            help="Physical size of a voxel/pixel, one value or x,y[,z] (e.g. 0.8,0.8,2.5)."
+        ),
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Ground-truth CSV (file,sample,channel,x,y[,z]): writes metrics too."),
+    ] = None,
+    layout: LayoutOpt = "auto",
+    device: DeviceOpt = DEFAULTS.device,
+    batch_size: BatchOpt = DEFAULTS.batch_size,
+    workers: WorkersOpt = DEFAULTS.workers,
     fmt: Annotated[
         Format, typer.Option("--format", help="Which coordinate files to write.")
     ] = Format.both,
     overlays: Annotated[
         bool, typer.Option("--overlays/--no-overlays", help="Write overlay PNGs.")
     ] = True,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace outputs already in --out.")
-    ] = False,
+    overwrite: OverwriteOpt = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first file that can't be decoded.")
     ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")
-    ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Decode heatmaps and write coordinates.csv, coordinates.json and overlays/ into --out."""
-    try:
-        parsed_layout = parse_layout(layout)
-    except LayoutError as exc:
-        raise UsageError(str(exc)) from None
-    if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
     decoders = (
         tuple(dict.fromkeys(d.value for d in decoder)) if decoder else DEFAULTS.settings.decoders
     )
     config = RunConfig(
-        settings=DecodeSettings(decoders=decoders, beta=beta, normalize=normalize.value),
-        coords=coords.value,
-        layout=parsed_layout,
+        settings=DecodeSettings(
+            decoders=decoders,
+            beta=beta,
+            normalize=_value(normalize),
+            radius=radius,
+            sigma=sigma,
+        ),
+        frame=_frame(_value(coords), stride, _value(stride_offset), spacing),
+        layout=_layout(layout),
         device=device,
         batch_size=batch_size,
-        workers=workers,
+        workers=_workers(workers),
         formats=("csv", "json") if fmt == Format.both else (fmt.value,),
         overlays=overlays,
         overwrite=overwrite,
         strict=strict,
+        truth=truth,
     )
     err = _err()
-    show_progress = not quiet and err.is_terminal
-    progress = Progress(
-        TextColumn("decoding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not show_progress,
-    )
-    task = progress.add_task("decoding", total=None)
-
-    def started(total: int) -> None:
-        progress.update(task, total=total)
-        progress.start()
-
-    def loaded(source: Source, items: list[HeatmapArray | LoadFailure]) -> None:
-        for item in items:
-            if isinstance(item, LoadFailure):
-                progress.console.print(f"error: {item.name}: {item.reason}", markup=False)
-            else:
-                for note in item.warnings:
-                    progress.console.print(f"warning: {item.name}: {note}", markup=False)
-        progress.advance(task)
-
-    try:
+    with _progress(err, quiet) as (started, loaded):
         report = run(paths, out, config, on_loaded=loaded, on_start=started)
-    finally:
-        progress.stop()
     for failure in report.failures:
         if failure.reason == "no such file or folder":
             err.print(f"error: {failure.name}: {failure.reason}", markup=False)
@@ -201,6 +206,69 @@ def run_command(
     raise typer.Exit(0 if report.ok else 1)
 
 
+def _value(choice: Enum | str) -> str:
+    return choice.value if isinstance(choice, Enum) else choice
+
+
+def _layout(text: str) -> str:
+    try:
+        return parse_layout(text)
+    except LayoutError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _workers(workers: int) -> int:
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    return workers
+
+
+def _frame(coords: str, stride: str | None, offset: str, spacing: str | None) -> Frame:
+    try:
+        return Frame(
+            coords=coords,
+            stride=parse_per_axis(stride, "--stride") if stride else None,
+            stride_offset=offset,
+            spacing=parse_per_axis(spacing, "--spacing") if spacing else None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@contextmanager
+def _progress(err: Console, quiet: bool) -> Iterator[tuple[Callable, Callable]]:
+    """A progress bar over files (only on a terminal) and the per-file messages."""
+    progress = Progress(
+        TextColumn("decoding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+    task = progress.add_task("decoding", total=None)
+
+    def started(total: int) -> None:
+        progress.update(task, total=total)
+        progress.start()
+
+    def loaded(source: Source, items: list[HeatmapArray | LoadFailure]) -> None:
+        for item in items:
+            if isinstance(item, LoadFailure):
+                progress.console.print(f"error: {item.name}: {item.reason}", markup=False)
+            else:
+                for note in item.warnings:
+                    progress.console.print(f"warning: {item.name}: {note}", markup=False)
+        progress.advance(task)
+
+    try:
+        yield started, loaded
+    finally:
+        progress.stop()
+
+
 def _print_summary(report: RunReport, out: Path) -> None:
     console = Console(highlight=False)
     numbers = summary(report)
@@ -213,10 +281,8 @@ def _print_summary(report: RunReport, out: Path) -> None:
     table.add_row("failed files", str(numbers["failed_files"]))
     table.add_row("maps with NaN/Inf", str(numbers["nonfinite_maps"]))
     table.add_row("flat (constant) maps", str(numbers["flat_maps"]))
-    dist = numbers["argmax_softargmax_distance_px"]
-    if dist["mean"] is not None:
-        table.add_row("argmax ↔ soft-argmax, mean", f"{dist['mean']:.3f} px")
-        table.add_row("argmax ↔ soft-argmax, max", f"{dist['max']:.3f} px")
+    for label, dist in numbers["distance_to_argmax_px"].items():
+        table.add_row(f"argmax ↔ {label}", f"mean {dist['mean']:.3f} px, max {dist['max']:.3f} px")
     table.add_row("device", report.device)
     table.add_row("time", f"{report.elapsed:.2f} s")
     if numbers["maps_per_second"] is not None:
@@ -232,25 +298,132 @@ def _print_summary(report: RunReport, out: Path) -> None:
     for (lay, spatial), names in layouts.items():
         shapes.add_row(lay, "×".join(map(str, spatial)), str(len(names)), names[0])
     console.print(shapes)
+    if report.evaluation is not None:
+        console.print(metrics_table(report.evaluation))
     for path in report.outputs:
         console.print(f"wrote {path}", markup=False)
     if report.results and (out / "overlays").is_dir():
         console.print(f"wrote overlays under {out / 'overlays'}", markup=False)
 
 
+@app.command("sweep")
+def sweep_command(
+    paths: PathsArg,
+    out: OutOpt,
+    truth: Annotated[Path, typer.Option(help="Ground-truth CSV (file,sample,channel,x,y[,z]).")],
+    beta: Annotated[
+        str, typer.Option(help="β values to try, comma-separated.")
+    ] = "1,2,5,10,20,50,100,200",
+    normalize: Annotated[
+        list[Normalize] | None,
+        typer.Option(help="Normalisation(s) to try; repeat for several. [default: minmax]"),
+    ] = None,
+    decoder: Annotated[
+        list[Decoder] | None,
+        typer.Option("--decoder", "-d", help="Decoder(s) to sweep. [default: softargmax]"),
+    ] = None,
+    radius: RadiusOpt = DEFAULTS.settings.radius,
+    layout: LayoutOpt = "auto",
+    device: DeviceOpt = DEFAULTS.device,
+    batch_size: BatchOpt = DEFAULTS.batch_size,
+    workers: WorkersOpt = DEFAULTS.workers,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Decode at every β and score against --truth: sweep.csv, sweep.png, and the best β."""
+    from heatdecode.sweep import best, parse_betas, run_sweep, sweep_runs
+
+    runs = sweep_runs(
+        [_value(d) for d in decoder] if decoder else ["softargmax"],
+        [_value(n) for n in normalize] if normalize else ["minmax"],
+        parse_betas(beta),
+        radius,
+    )
+    config = RunConfig(
+        layout=_layout(layout),
+        device=device,
+        batch_size=batch_size,
+        workers=_workers(workers),
+        overwrite=overwrite,
+    )
+    err = _err()
+    with _progress(err, quiet) as (started, loaded):
+        result = run_sweep(paths, out, truth, runs, config, on_loaded=loaded, on_start=started)
+    if result.plot_error:
+        err.print(f"warning: {result.plot_error}", markup=False)
+    console = Console(highlight=False)
+    table = Table(title="best β per decoder and normalisation", title_justify="left")
+    for column in ("decoder", "normalize", "best β", "mean error", "median", "PCK@1"):
+        table.add_column(column)
+    winners = best(result.points)
+    for (name, norm), point in winners.items():
+        m = point.metrics
+        pck = m.pck.get(1.0)
+        table.add_row(
+            name,
+            norm,
+            f"{point.beta:g}",
+            f"{m.mean:.4f} px",
+            f"{m.median:.4f} px",
+            "" if pck is None else f"{pck:.1%}",
+        )
+    if not quiet:
+        console.print(table)
+        for path in result.outputs:
+            console.print(f"wrote {path}", markup=False)
+    if winners:
+        top = min(winners.values(), key=lambda p: p.metrics.mean)
+        console.print(
+            f"best: {top.decoder} normalize={top.normalize} beta={top.beta:g} "
+            f"(mean error {top.metrics.mean:.4f} px)",
+            markup=False,
+        )
+    raise typer.Exit(0 if result.run.ok and not result.plot_error else 1)
+
+
 @app.command("sample")
 def sample_command(
-    out: Annotated[
-        Path, typer.Argument(help="Folder to write the sample heatmaps and truth.csv into.")
-    ],
+    out: Annotated[Path, typer.Argument(help="Folder to write the heatmaps and truth.csv into.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            help="A synthetic set instead of the mixed-format sample: "
+            "clean, noisy, low-contrast, quantized, two-peaks, border, anisotropic."
+        ),
+    ] = None,
+    dims: Annotated[int, typer.Option(help="2 (48x64 maps) or 3 (32³ volumes), with --kind.")] = 2,
+    count: Annotated[int, typer.Option(help="Number of maps, with --kind.")] = 64,
+    sigma: Annotated[float | None, typer.Option(help="Peak σ in px, with --kind.")] = None,
+    noise: Annotated[float | None, typer.Option(help="Noise std (peak = 1), with --kind.")] = None,
+    offset: Annotated[float | None, typer.Option(help="Background offset, with --kind.")] = None,
 ) -> None:
-    """Write synthetic heatmaps with known peaks (PNG 8/16-bit, .npy, .npz, 3D) and truth.csv."""
-    from heatdecode.sample import write_sample
+    """Write synthetic heatmaps with known peaks and truth.csv.
+
+    Without --kind: the mixed-format sample (8/16-bit PNG, .npy, .npz, a 3D
+    volume) that sample_data/ holds. With --kind: a set of one kind of map, to
+    measure where each decoder fails.
+    """
+    from heatdecode.sample import PRESET_NAMES, preset, write_sample, write_synthetic
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file, not a folder")
-    rows = write_sample(out, seed=seed)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} is not empty; choose a new folder so old maps don't mix in")
+    if kind is None:
+        rows = write_sample(out, seed=seed)
+    else:
+        if kind not in PRESET_NAMES:
+            raise UsageError(f"unknown --kind {kind!r}; choose from {', '.join(PRESET_NAMES)}")
+        if dims not in (2, 3):
+            raise UsageError(f"--dims must be 2 or 3, got {dims}")
+        options = preset(kind, dims)
+        given = {"sigma": sigma, "noise": noise, "offset": offset}
+        options.update({k: v for k, v in given.items() if v is not None})
+        try:
+            rows = write_synthetic(out, seed=seed, count=count, **options)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     typer.echo(f"wrote {len(rows)} maps and {out / 'truth.csv'}")
 
 

@@ -6,14 +6,18 @@ of leading batch dimensions, and returns coordinates shaped ``(..., 2)`` ordered
 ``(x, y)`` or ``(..., 3)`` ordered ``(x, y, z)``: x indexes W, y indexes H and z
 indexes D.
 
-Two coordinate frames are offered:
+Four coordinate frames are offered:
 
 * ``"pixel"`` (default): pixel centres sit at the integers ``0 … W-1``, the frame
-  of array indices, so the hard argmax is integer-valued and both decoders are
+  of array indices, so the hard argmax is integer-valued and all decoders are
   directly comparable.
+* ``"half-pixel"``: centres at ``i + 0.5``, edges at integers (the convention of
+  image libraries such as Pillow and OpenCV's ``remap`` with a 0.5 shift).
 * ``"normalized"``: ``[-1, 1]`` with -1 and 1 at the centres of the first and last
-  pixel, the frame of ``grid_sample(..., align_corners=True)``. An axis of size 1
-  maps to 0.
+  pixel, the frame of ``grid_sample(..., align_corners=True)`` and kornia. An axis
+  of size 1 maps to 0.
+* ``"normalized-edges"``: ``[-1, 1]`` with ±1 at the outer *edges* of the first
+  and last pixel, ``grid_sample(..., align_corners=False)`` and dsntnn.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ import torch
 from torch import Tensor, nn
 
 Normalize = Literal["none", "max", "minmax"]
-CoordFrame = Literal["pixel", "normalized"]
+CoordFrame = Literal["pixel", "half-pixel", "normalized", "normalized-edges"]
 
 NORMALIZE_CHOICES: tuple[str, ...] = ("none", "max", "minmax")
-COORD_CHOICES: tuple[str, ...] = ("pixel", "normalized")
+COORD_CHOICES: tuple[str, ...] = ("pixel", "half-pixel", "normalized", "normalized-edges")
 
 
 class Decoded(NamedTuple):
@@ -92,22 +96,32 @@ def _check_coords(coords: str) -> None:
         raise ValueError(f"coords must be one of {COORD_CHOICES}, got {coords!r}")
 
 
-def to_frame(pixel_coords: Tensor, spatial: tuple[int, ...], coords: str) -> Tensor:
+def to_frame(pixel_coords: Tensor, spatial: tuple[float, ...], coords: str) -> Tensor:
     """Convert ``(..., d)`` pixel coordinates ordered (x, y[, z]) to the frame ``coords``.
 
-    ``spatial`` is the map's shape in array order, ``(H, W)`` or ``(D, H, W)``.
+    ``spatial`` is the map's shape in array order, ``(H, W)`` or ``(D, H, W)``
+    (it may be fractional, for an image that a strided heatmap covers).
 
     Example:
-        >>> to_frame(torch.tensor([[0.0, 2.0], [9.0, 1.0]]), (3, 10), "normalized").tolist()
+        >>> pixel = torch.tensor([[0.0, 2.0], [9.0, 1.0]])   # on a 3 x 10 map
+        >>> to_frame(pixel, (3, 10), "normalized").tolist()
         [[-1.0, 1.0], [1.0, 0.0]]
+        >>> to_frame(pixel, (3, 10), "normalized-edges").mul(60).round().tolist()
+        [[-54.0, 40.0], [54.0, 0.0]]
+        >>> to_frame(pixel, (3, 10), "half-pixel").tolist()
+        [[0.5, 2.5], [9.5, 1.5]]
     """
     _check_coords(coords)
     if coords == "pixel":
         return pixel_coords
+    if coords == "half-pixel":
+        return pixel_coords + 0.5
     sizes = torch.tensor(
         list(reversed(spatial)), dtype=pixel_coords.dtype, device=pixel_coords.device
     )
-    # An axis of a single pixel has no extent: its only centre is the origin.
+    if coords == "normalized-edges":
+        return (2 * pixel_coords + 1) / sizes - 1
+    # An axis of a single pixel has no extent between centres: its only centre is 0.
     half = torch.clamp(sizes - 1, min=1) / 2
     centred = pixel_coords - (sizes - 1) / 2
     return centred / half

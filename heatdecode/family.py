@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from heatdecode.decoders import Decoded, argmax_decode, softargmax_decode
+from heatdecode.refine import dark_decode, local_softargmax_decode, parabola_decode, quarter_decode
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,24 @@ DECODERS: dict[str, DecoderInfo] = {
         True,
         "Σ i·softmax(β·x̂) over the whole map",
     ),
+    "local-softargmax": DecoderInfo(
+        local_softargmax_decode,
+        ("beta", "normalize", "radius"),
+        True,
+        "Σ i·softmax(β·x̂) over the (2r+1)^d window around the argmax",
+    ),
+    "quarter": DecoderInfo(
+        quarter_decode, (), False, "argmax moved 0.25 px toward the higher neighbour (HRNet)"
+    ),
+    "parabola": DecoderInfo(
+        parabola_decode, (), False, "per-axis parabola through the log-map at the argmax"
+    ),
+    "dark": DecoderInfo(
+        dark_decode,
+        ("sigma",),
+        False,
+        "DARK: Gaussian smoothing, then a Newton step on the log-map",
+    ),
 }
 
 
@@ -42,14 +61,18 @@ def decode(
     *,
     spatial_dims: int = 2,
     coords: str = "pixel",
-    beta: float = 1.0,
-    normalize: str = "none",
-    radius: int = 2,
+    beta: float | None = None,
+    normalize: str | None = None,
+    radius: int | None = None,
     sigma: float | None = None,
 ) -> Decoded:
     """Run the decoder named ``decoder`` (a key of :data:`DECODERS`).
 
     Options a decoder doesn't take are ignored, so one call shape serves all.
+    An option left at ``None`` gets the decoder's own default (soft-argmax:
+    β=1, ``"none"``; local soft-argmax: β=11, ``"minmax"``, r=2; DARK:
+    σ estimated from the maps), so one shared default can't silently detune
+    another decoder.
 
     Shape:
         ``(..., H, W)`` or ``(..., D, H, W)`` -> ``Decoded`` with ``coords``
@@ -64,5 +87,5 @@ def decode(
     if info is None:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
     given = {"beta": beta, "normalize": normalize, "radius": radius, "sigma": sigma}
-    options = {name: given[name] for name in info.options}
+    options = {name: given[name] for name in info.options if given[name] is not None}
     return info.function(heatmaps, spatial_dims=spatial_dims, coords=coords, **options)

@@ -24,8 +24,12 @@ MAX_ZOOM = 24
 MARKERS: dict[str, tuple[str, tuple[int, int, int]]] = {
     "argmax": ("cross", (255, 255, 255)),
     "softargmax": ("circle", (0, 220, 255)),
+    "local-softargmax": ("square", (120, 255, 120)),
+    "quarter": ("diamond", (255, 170, 0)),
+    "dark": ("x", (255, 80, 200)),
+    "parabola": ("triangle", (170, 140, 255)),
 }
-_FALLBACK_MARKER = ("square", (255, 80, 200))
+_FALLBACK_MARKER = ("square", (200, 200, 200))
 
 # Inferno-like colour map: dark purple (low) to pale yellow (high).
 _STOPS = np.array(
@@ -90,9 +94,21 @@ def _draw_marker(draw: ImageDraw.ImageDraw, x: float, y: float, shape: str, colo
         for width, fill in ((5, outline), (2, colour)):
             draw.line([(x - r, y), (x + r, y)], fill=fill, width=width)
             draw.line([(x, y - r), (x, y + r)], fill=fill, width=width)
+    elif shape == "x":
+        for width, fill in ((5, outline), (2, colour)):
+            draw.line([(x - r, y - r), (x + r, y + r)], fill=fill, width=width)
+            draw.line([(x - r, y + r), (x + r, y - r)], fill=fill, width=width)
     elif shape == "circle":
         draw.ellipse([x - r, y - r, x + r, y + r], outline=outline, width=4)
         draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
+    elif shape in ("diamond", "triangle"):
+        points = (
+            [(x, y - r), (x + r, y), (x, y + r), (x - r, y)]
+            if shape == "diamond"
+            else [(x, y - r), (x + r, y + r * 0.8), (x - r, y + r * 0.8)]
+        )
+        draw.polygon(points, outline=outline, width=4)
+        draw.polygon(points, outline=colour, width=2)
     else:
         draw.rectangle([x - r, y - r, x + r, y + r], outline=outline, width=4)
         draw.rectangle([x - r, y - r, x + r, y + r], outline=colour, width=2)

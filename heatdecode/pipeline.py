@@ -18,31 +18,63 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from heatdecode.family import decode
+from heatdecode.family import DECODERS, decode
 from heatdecode.loading import HeatmapArray, LoadFailure, Source, load_source
+from heatdecode.status import low_contrast, multimodal
+
+
+@dataclass(frozen=True)
+class DecoderRun:
+    """One decoder with its options; ``label`` names its rows in the outputs."""
+
+    label: str
+    decoder: str
+    beta: float = 1.0
+    normalize: str = "none"
+    radius: int = 2
+    sigma: float | None = None
 
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    """Which decoders to run and how (the CLI's ``--decoder/--beta/--normalize``)."""
+    """Which decoders to run and how (the CLI's ``--decoder/--beta/--normalize/...``).
+
+    ``runs``, when given, replaces the list built from the other fields (a β
+    sweep runs one decoder under several settings in a single pass).
+    """
 
     decoders: tuple[str, ...] = ("argmax", "softargmax")
     beta: float = 1.0
     normalize: str = "none"
+    radius: int = 2
+    sigma: float | None = None
+    runs: tuple[DecoderRun, ...] | None = None
+
+    def resolved_runs(self) -> tuple[DecoderRun, ...]:
+        if self.runs is not None:
+            return self.runs
+        return tuple(
+            DecoderRun(name, name, self.beta, self.normalize, self.radius, self.sigma)
+            for name in self.decoders
+        )
 
 
 @dataclass
 class DecoderOutput:
     """One decoder's results for every map of an array, pixel frame.
 
-    ``coords`` is ``(M, d)`` ordered (x, y[, z]); ``score`` and ``spread`` are
-    ``(M,)`` (``spread`` is None for argmax). M = N·C maps in (sample, channel)
-    row-major order.
+    ``coords`` is ``(M, d)`` ordered (x, y[, z]); the rest are ``(M,)``: the
+    score, the spread (NaN where the decoder has none), and the flags behind
+    the row's status (see :mod:`heatdecode.status`). M = N·C maps in
+    (sample, channel) row-major order.
     """
 
     coords: np.ndarray
     score: np.ndarray
-    spread: np.ndarray | None
+    spread: np.ndarray
+    border: np.ndarray
+    skipped: np.ndarray
+    low_contrast: np.ndarray
 
 
 @dataclass
@@ -59,6 +91,7 @@ class DecodedArray:
     outputs: dict[str, DecoderOutput]
     flat: np.ndarray
     finite: np.ndarray
+    multimodal: np.ndarray
     pending: int = field(default=0, repr=False)
 
     @property
@@ -70,16 +103,19 @@ class DecodedArray:
         return len(self.spatial_shape)
 
 
-def _new_result(item: HeatmapArray, decoders: Sequence[str]) -> DecodedArray:
+def _new_result(item: HeatmapArray, runs: Sequence[DecoderRun]) -> DecodedArray:
     n, c, *spatial = item.maps.shape
     m, d = n * c, len(spatial)
     outputs = {
-        name: DecoderOutput(
+        run.label: DecoderOutput(
             coords=np.zeros((m, d)),
             score=np.zeros(m),
-            spread=None if name == "argmax" else np.zeros(m),
+            spread=np.full(m, np.nan),
+            border=np.zeros(m, dtype=bool),
+            skipped=np.zeros(m, dtype=bool),
+            low_contrast=np.zeros(m, dtype=bool),
         )
-        for name in decoders
+        for run in runs
     }
     return DecodedArray(
         name=item.name,
@@ -92,6 +128,7 @@ def _new_result(item: HeatmapArray, decoders: Sequence[str]) -> DecodedArray:
         outputs=outputs,
         flat=np.zeros(m, dtype=bool),
         finite=np.ones(m, dtype=bool),
+        multimodal=np.zeros(m, dtype=bool),
         pending=m,
     )
 
@@ -113,7 +150,7 @@ class _Batcher:
         batch_size: int,
         on_complete: Callable[[DecodedArray, np.ndarray], None],
     ) -> None:
-        self.settings = settings
+        self.runs = settings.resolved_runs()
         self.device = device
         self.batch_size = batch_size
         self.on_complete = on_complete
@@ -155,41 +192,63 @@ class _Batcher:
     def _decode(self, batch: np.ndarray, pieces: list[_Piece]) -> None:
         tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         spatial_dims = batch.ndim - 1
-        decoded = {}
+        columns: dict[str, dict[str, np.ndarray]] = {}
         with torch.no_grad():
-            for name in self.settings.decoders:
+            per_map = {"multimodal": _numpy(multimodal(tensor))}
+            for run in self.runs:
                 out = decode(
                     tensor,
-                    name,
+                    run.decoder,
                     spatial_dims=spatial_dims,
-                    beta=self.settings.beta,
-                    normalize=self.settings.normalize,
+                    beta=run.beta,
+                    normalize=run.normalize,
+                    radius=run.radius,
+                    sigma=run.sigma,
                 )
-                decoded[name] = (
-                    out.coords.double().cpu().numpy(),
-                    out.score.double().cpu().numpy(),
-                    None if out.spread is None else out.spread.double().cpu().numpy(),
-                    out.flat.cpu().numpy(),
-                    out.finite.cpu().numpy(),
-                )
+                per_map["flat"], per_map["finite"] = _numpy(out.flat), _numpy(out.finite)
+                columns[run.label] = {
+                    "coords": _numpy(out.coords),
+                    "score": _numpy(out.score),
+                    "spread": _numpy(out.spread),
+                    "border": _numpy(out.border),
+                    "skipped": _numpy(out.skipped),
+                    "low_contrast": _numpy(_low_contrast(tensor, run)),
+                }
         offset = 0
         for piece in pieces:
             k = len(piece.maps)
             rows = slice(piece.start, piece.start + k)
             src = slice(offset, offset + k)
             result = piece.result
-            for name, (coords, score, spread, flat, finite) in decoded.items():
-                target = result.outputs[name]
-                target.coords[rows] = coords[src]
-                target.score[rows] = score[src]
-                if spread is not None:
-                    target.spread[rows] = spread[src]
-                result.flat[rows] = flat[src]
-                result.finite[rows] = finite[src]
+            for label, values in columns.items():
+                target = result.outputs[label]
+                for key, value in values.items():
+                    if value is not None:
+                        getattr(target, key)[rows] = value[src]
+            for key, value in per_map.items():
+                getattr(result, key)[rows] = value[src]
             offset += k
             result.pending -= k
             if result.pending == 0:
                 self.on_complete(result, self.arrays.pop(id(result)))
+
+
+def _numpy(value: torch.Tensor | None) -> np.ndarray | None:
+    if value is None:
+        return None
+    if value.is_floating_point():
+        value = value.double()
+    return value.cpu().numpy()
+
+
+def _low_contrast(maps: torch.Tensor, run: DecoderRun) -> torch.Tensor | None:
+    """The low-contrast flag for decoders whose softmax runs over many positions."""
+    if "beta" not in DECODERS[run.decoder].options:
+        return None
+    support = None
+    if "radius" in DECODERS[run.decoder].options:  # a local window: (2r+1)^d positions
+        support = min(maps[0].numel(), (2 * run.radius + 1) ** (maps.ndim - 1))
+    return low_contrast(maps, run.beta, run.normalize, support)
 
 
 def decode_sources(
@@ -260,7 +319,7 @@ def decode_sources(
                 if isinstance(item, LoadFailure):
                     failures.append(item)
                     continue
-                result = _new_result(item, settings.decoders)
+                result = _new_result(item, settings.resolved_runs())
                 results.append(result)
                 batcher.add(result, item.maps)
             if strict and any(isinstance(i, LoadFailure) for i in items):

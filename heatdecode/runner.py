@@ -21,9 +21,12 @@ import numpy as np
 import torch
 
 from heatdecode import __version__
+from heatdecode.evaluate import Evaluation, evaluate, read_truth, write_metrics
+from heatdecode.family import DECODERS
+from heatdecode.frames import Frame
 from heatdecode.loading import HeatmapArray, LoadFailure, Source, discover
 from heatdecode.overlays import overlay_path, render_overlay
-from heatdecode.pipeline import DecodedArray, DecodeSettings, decode_sources
+from heatdecode.pipeline import DecodedArray, DecoderRun, DecodeSettings, decode_sources
 from heatdecode.writers import (
     CSV_COLUMNS,
     JSON_SCHEMA,
@@ -36,6 +39,7 @@ from heatdecode.writers import (
 
 FORMATS = ("csv", "json")
 OUTPUT_NAMES = {"csv": "coordinates.csv", "json": "coordinates.json"}
+METRICS_NAMES = ("metrics.csv", "metrics.json")
 
 
 class UsageError(ValueError):
@@ -47,7 +51,7 @@ class RunConfig:
     """Everything ``heatdecode run`` can be told, with the CLI's defaults."""
 
     settings: DecodeSettings = DecodeSettings(beta=20.0, normalize="minmax")
-    coords: str = "pixel"
+    frame: Frame = Frame()
     layout: str = "auto"
     device: str = "auto"
     batch_size: int = 256
@@ -57,6 +61,7 @@ class RunConfig:
     overlays: bool = True
     overwrite: bool = False
     strict: bool = False
+    truth: Path | None = None
 
 
 @dataclass
@@ -71,6 +76,7 @@ class RunReport:
     elapsed: float
     outputs: list[Path] = field(default_factory=list)
     overlay_errors: list[LoadFailure] = field(default_factory=list)
+    evaluation: Evaluation | None = None
 
     @property
     def maps(self) -> int:
@@ -87,16 +93,21 @@ class RunReport:
     def flat_count(self) -> int:
         return int(sum(np.count_nonzero(r.flat & r.finite) for r in self.results))
 
-    def distances(self) -> np.ndarray:
-        """Argmax-to-soft-argmax distance in pixels for every finite map (empty if not both ran)."""
-        parts = []
+    def distances(self) -> dict[str, np.ndarray]:
+        """Each decoder's distance to the argmax, in heatmap pixels, for every finite map.
+
+        Empty when argmax didn't run: it is the reference the others refine.
+        """
+        parts: dict[str, list[np.ndarray]] = {}
         for r in self.results:
-            if "argmax" in r.outputs and "softargmax" in r.outputs:
-                d = np.linalg.norm(
-                    r.outputs["argmax"].coords - r.outputs["softargmax"].coords, axis=1
-                )
-                parts.append(d[r.finite])
-        return np.concatenate(parts) if parts else np.zeros(0)
+            if "argmax" not in r.outputs:
+                continue
+            reference = r.outputs["argmax"].coords
+            for label, out in r.outputs.items():
+                if label != "argmax":
+                    d = np.linalg.norm(out.coords - reference, axis=1)
+                    parts.setdefault(label, []).append(d[r.finite])
+        return {label: np.concatenate(p) for label, p in parts.items()}
 
     @property
     def ok(self) -> bool:
@@ -139,7 +150,16 @@ def resolve_device(name: str) -> torch.device:
     raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
-def check_out_dir(out_dir: Path, formats: Sequence[str], overwrite: bool) -> None:
+def _read_truth(path: Path) -> list[dict[str, Any]]:
+    try:
+        return read_truth(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--truth {path}: {exc}") from None
+
+
+def check_out_dir(
+    out_dir: Path, formats: Sequence[str], overwrite: bool, metrics: bool = False
+) -> None:
     """Refuse an output folder that can't be used, before any work starts."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a folder")
@@ -149,12 +169,25 @@ def check_out_dir(out_dir: Path, formats: Sequence[str], overwrite: bool) -> Non
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out_dir} is not writable")
     if not overwrite:
-        taken = [OUTPUT_NAMES[f] for f in formats if (out_dir / OUTPUT_NAMES[f]).exists()]
+        names = [OUTPUT_NAMES[f] for f in formats] + (list(METRICS_NAMES) if metrics else [])
+        taken = [name for name in names if (out_dir / name).exists()]
         if taken:
             raise UsageError(
                 f"{out_dir} already holds {', '.join(taken)}; pass --overwrite to replace, "
                 "or choose another --out"
             )
+
+
+def _legend(run: DecoderRun) -> str:
+    options = DECODERS[run.decoder].options
+    parts = []
+    if "beta" in options:
+        parts += [f"beta={run.beta:g}", run.normalize]
+    if "radius" in options:
+        parts.append(f"r={run.radius}")
+    if "sigma" in options and run.sigma is not None:
+        parts.append(f"sigma={run.sigma:g}")
+    return f"{run.label} ({', '.join(parts)})" if parts else run.label
 
 
 def _overlay_job(
@@ -194,14 +227,22 @@ def run(
     formats = tuple(dict.fromkeys(config.formats))
     if config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
-    beta = config.settings.beta
-    if not (np.isfinite(beta) and beta > 0):
-        raise UsageError(f"--beta must be a finite number > 0, got {beta}")
-    if not config.settings.decoders:
+    runs = config.settings.resolved_runs()
+    if not runs:
         raise UsageError("no decoder chosen")
+    for run_ in runs:  # checked here so a bad option fails before any file is read
+        if run_.decoder not in DECODERS:
+            raise UsageError(f"unknown decoder {run_.decoder!r}; choose from {', '.join(DECODERS)}")
+        if run_.radius < 1:
+            raise UsageError(f"--radius must be at least 1, got {run_.radius}")
+        if run_.sigma is not None and not (np.isfinite(run_.sigma) and run_.sigma > 0):
+            raise UsageError(f"--sigma must be a finite number > 0, got {run_.sigma}")
+        if not (np.isfinite(run_.beta) and run_.beta > 0):
+            raise UsageError(f"--beta must be a finite number > 0, got {run_.beta}")
     device = resolve_device(config.device)
     out_dir = Path(out_dir)
-    check_out_dir(out_dir, formats, config.overwrite)
+    check_out_dir(out_dir, formats, config.overwrite, metrics=config.truth is not None)
+    truth = _read_truth(config.truth) if config.truth is not None else None
     sources, missing = discover(paths, exclude=[out_dir])
     if not sources:
         reason = (
@@ -213,10 +254,7 @@ def run(
         on_start(len(sources))
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    legend = {
-        "argmax": "argmax",
-        "softargmax": f"soft-argmax (beta={beta:g}, {config.settings.normalize})",
-    }
+    legend = {run_.label: _legend(run_) for run_ in runs}
     overlay_errors: list[LoadFailure] = []
     jobs: list[tuple[str, Future]] = []
     slots = BoundedSemaphore(2 * max(1, config.workers))
@@ -265,9 +303,15 @@ def run(
     )
     if "csv" in formats:
         path = out_dir / OUTPUT_NAMES["csv"]
-        write_csv(path, iter_rows(results, config.coords))
+        write_csv(path, iter_rows(results, config.frame))
         report.outputs.append(path)
     report.elapsed = time.perf_counter() - started
+    if truth is not None:
+        try:
+            report.evaluation = evaluate(iter_rows(results, config.frame), truth)
+        except ValueError as exc:  # e.g. two inputs with the same file name
+            raise UsageError(f"--truth: {exc}") from None
+        report.outputs.extend(write_metrics(out_dir, report.evaluation))
     if "json" in formats:
         path = out_dir / OUTPUT_NAMES["json"]
         write_json(path, _document(report, config, paths, out_dir, written_overlays))
@@ -278,7 +322,11 @@ def run(
 
 def summary(report: RunReport) -> dict[str, Any]:
     """The numbers of the terminal summary table (also stored in the JSON)."""
-    distances = report.distances()
+    distances = {
+        label: {"mean": float(d.mean()), "max": float(d.max())}
+        for label, d in report.distances().items()
+        if len(d)
+    }
     return {
         "files": report.sources,
         "arrays": len(report.results),
@@ -286,10 +334,7 @@ def summary(report: RunReport) -> dict[str, Any]:
         "failed_files": len(report.failures),
         "nonfinite_maps": len(report.nonfinite()),
         "flat_maps": report.flat_count(),
-        "argmax_softargmax_distance_px": {
-            "mean": float(distances.mean()) if len(distances) else None,
-            "max": float(distances.max()) if len(distances) else None,
-        },
+        "distance_to_argmax_px": distances,
         "seconds": round(report.elapsed, 4),
         "maps_per_second": round(report.maps / report.elapsed, 1) if report.elapsed > 0 else None,
     }
@@ -309,10 +354,12 @@ def _document(
         "torch_version": torch.__version__,
         "settings": {
             "inputs": [os.fspath(p) for p in paths],
-            "decoders": list(config.settings.decoders),
+            "decoders": [r.label for r in config.settings.resolved_runs()],
             "beta": config.settings.beta,
             "normalize": config.settings.normalize,
-            "coords": config.coords,
+            **config.frame.describe(),
+            "radius": config.settings.radius,
+            "sigma": config.settings.sigma,
             "layout": config.layout,
             "device": report.device,
             "batch_size": config.batch_size,
@@ -340,5 +387,5 @@ def _document(
             {"file": name, "sample": n, "channel": c} for name, n, c in report.nonfinite()
         ],
         "summary": summary(report),
-        "rows": json_rows(iter_rows(report.results, config.coords)),
+        "rows": json_rows(iter_rows(report.results, config.frame)),
     }

@@ -16,9 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
-from heatdecode.decoders import to_frame
+from heatdecode.frames import Frame, apply_frame
 from heatdecode.pipeline import DecodedArray
 
 CSV_COLUMNS = ("file", "sample", "channel", "decoder", "x", "y", "z", "score", "spread", "status")
@@ -44,41 +42,47 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = Fa
         raise
 
 
-def map_status(result: DecodedArray, index: int) -> str:
-    """``ok``, ``flat`` (constant map, no peak) or ``nonfinite`` (NaN/Inf, not decoded)."""
-    if not result.finite[index]:
-        return "nonfinite"
-    if result.flat[index]:
-        return "flat"
-    return "ok"
+def map_status(result: DecodedArray, index: int, label: str) -> str:
+    """The most serious status of one row (see :mod:`heatdecode.status`)."""
+    out = result.outputs[label]
+    checks = (
+        ("nonfinite", not result.finite[index]),
+        ("flat", result.flat[index]),
+        ("border", out.border[index]),
+        ("unrefined", out.skipped[index]),
+        ("low-contrast", out.low_contrast[index]),
+        ("multimodal", result.multimodal[index]),
+    )
+    return next((status for status, applies in checks if applies), "ok")
 
 
-def iter_rows(results: Iterable[DecodedArray], coords: str = "pixel") -> Iterator[dict[str, Any]]:
+def iter_rows(results: Iterable[DecodedArray], frame: Frame = Frame()) -> Iterator[dict[str, Any]]:
     """One row per map and decoder, in (file, sample, channel, decoder) order.
 
-    Coordinates are converted from the pixel frame to ``coords``; a map with
-    NaN/Inf gets empty numbers and status ``nonfinite``.
+    Coordinates are converted from the heatmap's pixel frame to ``frame``; a
+    map with NaN/Inf gets empty numbers and status ``nonfinite``.
     """
     for result in results:
         framed = {
-            name: to_frame(torch.from_numpy(out.coords), result.spatial_shape, coords).numpy()
-            for name, out in result.outputs.items()
+            label: apply_frame(out.coords, result.spatial_shape, frame)
+            for label, out in result.outputs.items()
         }
         for m in range(result.maps):
             sample, channel = divmod(m, result.channels)
-            status = map_status(result, m)
-            for name, out in result.outputs.items():
-                xyz = [float(v) for v in framed[name][m]]
+            for label, out in result.outputs.items():
+                status = map_status(result, m, label)
+                xyz = [float(v) for v in framed[label][m]]
+                spread = float(out.spread[m])
                 row: dict[str, Any] = {
                     "file": result.name,
                     "sample": sample,
                     "channel": channel,
-                    "decoder": name,
+                    "decoder": label,
                     "x": xyz[0],
                     "y": xyz[1],
                     "z": xyz[2] if len(xyz) == 3 else None,
                     "score": float(out.score[m]),
-                    "spread": None if out.spread is None else float(out.spread[m]),
+                    "spread": spread if math.isfinite(spread) else None,
                     "status": status,
                 }
                 if status == "nonfinite":

@@ -22,14 +22,14 @@ def test_run_writes_outputs_and_reports(tmp_path):
     doc = json.loads((tmp_path / "out" / "coordinates.json").read_text())
     assert doc["files"][0]["overlay"] == "overlays/m.npy.png"
     assert (tmp_path / "out" / "overlays" / "m.npy.png").is_file()
-    assert report.distances().max() < 0.5
+    assert report.distances()["softargmax"].max() < 0.5
 
 
 def test_run_with_one_decoder_has_no_distances(tmp_path):
     np.save(tmp_path / "m.npy", np.eye(5))
     config = RunConfig(settings=DecodeSettings(decoders=("argmax",)), overlays=False)
     report = run([tmp_path / "m.npy"], tmp_path / "out", config)
-    assert len(report.distances()) == 0
+    assert report.distances() == {}
     assert not (tmp_path / "out" / "overlays").exists()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from heatdecode.frames import Frame
 from heatdecode.pipeline import DecodedArray, DecoderOutput
 from heatdecode.writers import (
     CSV_COLUMNS,
@@ -34,12 +35,19 @@ def decoded(
         spatial_shape=spatial,
         warnings=[],
         outputs={
-            "argmax": DecoderOutput(np.round(coords), np.ones(m), None),
-            "softargmax": DecoderOutput(coords, np.ones(m), np.full(m, 0.5)),
+            "argmax": output(np.round(coords), np.full(m, np.nan)),
+            "softargmax": output(coords, np.full(m, 0.5)),
         },
         flat=np.zeros(m, bool),
         finite=np.ones(m, bool),
+        multimodal=np.zeros(m, bool),
     )
+
+
+def output(coords: np.ndarray, spread: np.ndarray) -> DecoderOutput:
+    m = len(coords)
+    none = np.zeros(m, bool)
+    return DecoderOutput(coords, np.ones(m), spread, none.copy(), none.copy(), none.copy())
 
 
 def test_rows_come_per_map_then_decoder_with_sample_and_channel():
@@ -60,9 +68,25 @@ def test_rows_come_per_map_then_decoder_with_sample_and_channel():
 
 def test_normalized_rows_use_the_map_shape():
     result = decoded("f.npy", np.array([[0.0, 5.0], [7.0, 0.0]]), (6, 8))
-    rows = [r for r in iter_rows([result], coords="normalized") if r["decoder"] == "softargmax"]
+    frame = Frame(coords="normalized")
+    rows = [r for r in iter_rows([result], frame) if r["decoder"] == "softargmax"]
     assert (rows[0]["x"], rows[0]["y"]) == (-1.0, 1.0)
     assert (rows[1]["x"], rows[1]["y"]) == (1.0, -1.0)
+
+
+def test_status_takes_the_most_serious_flag():
+    result = decoded("f.npy", np.zeros((4, 2)), (5, 5))
+    result.multimodal[:] = True
+    soft = result.outputs["softargmax"]
+    soft.low_contrast[1:] = True
+    soft.skipped[2:] = True
+    soft.border[3] = True
+    statuses = [r["status"] for r in iter_rows([result]) if r["decoder"] == "softargmax"]
+    assert statuses == ["multimodal", "low-contrast", "unrefined", "border"]
+    result.flat[0] = True
+    result.finite[1] = False
+    statuses = [r["status"] for r in iter_rows([result]) if r["decoder"] == "argmax"]
+    assert statuses == ["flat", "nonfinite", "multimodal", "multimodal"]
 
 
 def test_nonfinite_maps_have_empty_numbers():

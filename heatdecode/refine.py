@@ -1,0 +1,644 @@
+"""Refining decoders: sub-pixel estimates from the neighbourhood of the hard argmax.
+
+The global soft-argmax weighs every pixel, so a map's background pulls its
+estimate toward the map's centre. These decoders start from the hard argmax and
+look only at a few pixels around it:
+
+* :func:`local_softargmax_decode`: soft-argmax over the ``(2r+1)^d`` window
+  around the argmax (differentiable w.r.t. the map values);
+* :func:`quarter_decode`: the classic ±0.25 px step toward the higher
+  neighbour (HRNet's ``get_final_preds``, mmpose's ``refine_keypoints``);
+* :func:`parabola_decode`: a three-point parabola through the log of the map
+  on each axis, exact for a Gaussian peak;
+* :func:`dark_decode`: DARK (Zhang et al., CVPR 2020): Gaussian smoothing,
+  then one Newton step on the log of the smoothed map.
+
+All take ``(..., H, W)`` (``spatial_dims=2``) or ``(..., D, H, W)``
+(``spatial_dims=3``) and return a :class:`~heatdecode.decoders.Decoded` whose
+``coords`` are ordered ``(x, y)`` or ``(x, y, z)`` (x indexes W, y indexes H, z
+indexes D), in the frame ``coords`` names (pixel centres at integers by
+default; see :func:`~heatdecode.decoders.to_frame`). ``score`` is the
+map's raw maximum, ``flat`` and ``finite`` are as in
+:func:`~heatdecode.decoders.argmax_decode`. ``border`` is True where the peak
+sits too close to the map's edge for the refinement on some axis; ``skipped``
+is True where the refinement was not applied for any other reason (the map is
+not finite, its peak is not positive, the log-map is not concave there, …):
+those maps report the hard argmax on the affected axes.
+
+An axis of a single pixel has nothing to refine: its coordinate is 0 and it
+never sets ``border``. A constant map has its argmax at index 0, so it is
+reported there with ``border`` set on every longer axis (the local soft-argmax
+instead reports the centre of its clipped window, see there).
+
+All work is batched: no Python loop over maps, only over the 2 or 3 axes or
+the window's offsets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from heatdecode.decoders import (
+    NORMALIZE_CHOICES,
+    Decoded,
+    _check_coords,
+    _compute_dtype,
+    _logits,
+    argmax_decode,
+    to_frame,
+)
+
+# Default inverse temperature of the local soft-argmax (with normalize="minmax"):
+# the measurement behind it is in local_softargmax_decode's docstring.
+LOCAL_BETA = 11.0
+LOCAL_NORMALIZE = "minmax"
+
+# Logs are taken of max(value, peak·LOG_FLOOR): a zero or negative neighbour of
+# the peak then reads as "27.6 nepers below the peak" instead of -inf or NaN.
+LOG_FLOOR = 1e-12
+
+# The range an estimated DARK σ is clamped to, and the σ used when no map in
+# the batch allows an estimate (the σ most pose heatmaps are trained with).
+DARK_SIGMA_RANGE = (0.5, 10.0)
+DARK_SIGMA_FALLBACK = 2.0
+# The smoothing kernel is truncated at this many σ (the mass beyond is < 1e-4).
+DARK_TRUNCATE = 4.0
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------
+
+
+class _Peak:
+    """The hard argmax of a batch of maps, flattened to ``M`` maps.
+
+    ``values`` is the ``(M, N)`` view of the maps in their own dtype (gathered
+    values are converted afterwards, so no full-size copy is made), ``index``
+    the ``(M, d)`` integer argmax ordered (x, y[, z]), ``sizes`` the axis
+    lengths in that order.
+    """
+
+    def __init__(self, heatmaps: Tensor, spatial_dims: int) -> None:
+        base = argmax_decode(heatmaps, spatial_dims=spatial_dims)
+        self.spatial = heatmaps.shape[-spatial_dims:]
+        self.lead = heatmaps.shape[:-spatial_dims]
+        self.dims = spatial_dims
+        self.cdtype = _compute_dtype(heatmaps.dtype, heatmaps.device)
+        self.values = heatmaps.reshape(-1, self.spatial.numel())
+        device = heatmaps.device
+        self.index = base.coords.reshape(-1, spatial_dims).long()
+        self.score = base.score.reshape(-1)
+        self.flat = base.flat.reshape(-1)
+        self.finite = base.finite.reshape(-1)
+        self.sizes = torch.tensor(list(reversed(self.spatial)), device=device)
+        strides = [1]
+        for n in list(reversed(self.spatial))[:-1]:
+            strides.append(strides[-1] * n)
+        self.strides = torch.tensor(strides, device=device)
+        # singleton axes have no neighbours and nothing to refine
+        self.extent = self.sizes > 1
+
+    def gather(self, offsets: Tensor, values: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Values at ``index + offsets`` (``(K, d)``, x first): ``(M, K)`` and a validity mask.
+
+        Positions outside the map read the nearest pixel's value; ``valid``
+        says which ones were inside.
+        """
+        source = self.values if values is None else values
+        where = self.index[:, None, :] + offsets[None]
+        valid = ((where >= 0) & (where < self.sizes)).all(-1)
+        where = torch.minimum(torch.clamp(where, min=0), self.sizes - 1)
+        picked = source.gather(1, (where * self.strides).sum(-1))
+        return picked.to(self.cdtype), valid
+
+    def on_edge(self) -> Tensor:
+        """``(M, d)``: the argmax is on the first or last index of a longer-than-1 axis."""
+        edge = (self.index == 0) | (self.index == self.sizes - 1)
+        return edge & self.extent
+
+    def decoded(
+        self,
+        pixel: Tensor,
+        coords: str,
+        border: Tensor,
+        skipped: Tensor,
+        spread: Tensor | None = None,
+    ) -> Decoded:
+        lead, d = self.lead, self.dims
+        return Decoded(
+            coords=to_frame(pixel, self.spatial, coords).reshape(*lead, d),
+            score=self.score.reshape(lead),
+            spread=None if spread is None else spread.reshape(lead),
+            flat=self.flat.reshape(lead),
+            finite=self.finite.reshape(lead),
+            border=border.reshape(lead),
+            skipped=skipped.reshape(lead),
+        )
+
+
+def _axis_offsets(peak: _Peak) -> Tensor:
+    """``(2d, d)`` offsets ``-e_0, +e_0, -e_1, +e_1, …`` (x first)."""
+    eye = torch.eye(peak.dims, dtype=torch.long, device=peak.index.device)
+    return torch.stack([eye, -eye], 1).flip(1).reshape(-1, peak.dims)
+
+
+def _floored_log(values: Tensor, peak: Tensor) -> Tensor:
+    """``log(max(values, peak·LOG_FLOOR))`` for ``(M, K)`` values and ``(M,)`` positive peaks."""
+    floor = (peak * LOG_FLOOR)[:, None]
+    return torch.log(torch.maximum(values, floor))
+
+
+# ---------------------------------------------------------------------------
+# Local soft-argmax
+# ---------------------------------------------------------------------------
+
+
+def _check_radius(radius: int) -> int:
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
+        raise ValueError(f"radius must be an integer >= 1, got {radius!r}")
+    return radius
+
+
+def _check_beta(beta: float) -> float:
+    beta = float(beta)
+    if not (beta > 0 and beta < float("inf")):
+        raise ValueError(f"beta must be a finite number > 0, got {beta}")
+    return beta
+
+
+def _check_normalize(normalize: str) -> None:
+    if normalize not in NORMALIZE_CHOICES:
+        raise ValueError(f"normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
+
+
+def local_softargmax_decode(
+    heatmaps: Tensor,
+    beta: float = LOCAL_BETA,
+    spatial_dims: int = 2,
+    normalize: str = LOCAL_NORMALIZE,
+    coords: str = "pixel",
+    radius: int = 2,
+) -> Decoded:
+    """Soft-argmax restricted to the ``(2r+1)^d`` window around the hard argmax.
+
+    Inside the window the estimate is ``Σᵢ i · softmax(β · x̂)ᵢ``, exactly as
+    in :func:`~heatdecode.decoders.soft_argmax`; outside it every pixel has
+    zero weight, so the background cannot pull the estimate toward the map's
+    centre. ``x̂`` is the map after ``normalize`` (``"none"``, ``"max"`` or
+    ``"minmax"``), computed with the minimum and maximum of the *whole* map so
+    β means the same as in the global soft-argmax.
+
+    Window positions outside the map get zero weight and ``border`` is True
+    where that happened (on an axis longer than one pixel). ``spread`` is the
+    standard deviation of the windowed distribution in pixels. The result is
+    differentiable w.r.t. the map values; the window's position comes from the
+    hard argmax and carries no gradient. A constant map has uniform weights
+    over its window around index 0, so it gives ``min(r, n-1)/2`` on each axis
+    (and a gradient, which matters for a freshly initialised network).
+
+    Defaults: ``beta=11, normalize="minmax", radius=2``, measured rather than
+    guessed. The window is cut around the argmax, not around the true centre,
+    so it holds more of the peak on the argmax's side; at low β the weights
+    are nearly uniform and the mean sinks to the window's centre (the argmax:
+    0.38 px mean error at β→0, as bad as the argmax itself), at high β the
+    softmax collapses onto the argmax again. In between the two biases cancel.
+    Mean Euclidean error on random sub-pixel σ=2 Gaussians (noise-free,
+    float64; 200 maps of 48×64 / 50 volumes of 20×28×36), radius 2, minmax:
+
+    =====  =====  =====  =====  =====  =====  =====  =====
+    β      1      5      8      10     11     12     15
+    =====  =====  =====  =====  =====  =====  =====  =====
+    2D     0.288  0.066  0.017  0.009  0.008  0.009  0.018
+    3D     0.398  0.111  0.031  0.014  0.012  0.011  0.021
+    =====  =====  =====  =====  =====  =====  =====  =====
+
+    (``normalize="none"`` on these 0–1 maps is within 0.003 px of minmax;
+    minmax is the default because it makes β scale-free.) The best β grows
+    with the peak's width: at β=11 the 2D error is 0.040 px for σ=1.5 and
+    0.035 px for σ=3 (best β ≈ 8 and ≈ 15 there).
+
+    Args:
+        heatmaps: ``(..., H, W)`` or ``(..., D, H, W)`` real tensor.
+        beta: inverse temperature β > 0.
+        spatial_dims: 2 for images, 3 for volumes.
+        normalize: ``"none"``, ``"max"`` or ``"minmax"``.
+        coords: the output frame, as in :func:`~heatdecode.decoders.to_frame`.
+        radius: the window's half-width r ≥ 1 in pixels.
+
+    Shape:
+        ``(..., H, W) -> Decoded`` with ``coords`` ``(..., 2)`` ordered (x, y);
+        ``(..., D, H, W) -> Decoded`` with ``coords`` ``(..., 3)`` ordered
+        (x, y, z); per-map fields ``(...)``.
+
+    Example:
+        >>> x, y = torch.arange(9.0), torch.arange(7.0)[:, None]
+        >>> maps = torch.exp(-((x - 4.3) ** 2 + (y - 2.8) ** 2) / 8).double()  # σ=2
+        >>> out = local_softargmax_decode(maps)
+        >>> out.coords.round(decimals=1).tolist(), out.border.item()
+        ([4.3, 2.8], False)
+    """
+    _check_coords(coords)
+    _check_normalize(normalize)
+    beta = _check_beta(beta)
+    radius = _check_radius(radius)
+    peak = _Peak(heatmaps, spatial_dims)
+    device = peak.index.device
+    span = range(-radius, radius + 1)
+    # itertools.product varies its last factor fastest; reversing each tuple
+    # keeps x first like every coordinate here
+    offsets = torch.tensor(
+        [o[::-1] for o in itertools.product(span, repeat=spatial_dims)], device=device
+    )
+    window, valid = peak.gather(offsets)
+    hi = peak.values.amax(-1, keepdim=True).to(peak.cdtype)
+    lo = peak.values.amin(-1, keepdim=True).to(peak.cdtype)
+    # the argmax itself is in the window with logit 0, so every map's weights
+    # sum to at least 1: no division by zero, even for constant maps
+    weights = torch.exp(_logits(window, hi, lo, beta, normalize)) * valid
+    p = weights / weights.sum(-1, keepdim=True)
+    offset = offsets.to(peak.cdtype)
+    # elementwise sums, not a matmul: a map's result must not depend on its batch
+    mean = (p[:, :, None] * offset).sum(1)  # (M, d)
+    variance = (p[:, :, None] * (offset - mean[:, None, :]) ** 2).sum(1).sum(-1)
+    pixel = peak.index.to(peak.cdtype) + mean
+    clipped = ((peak.index < radius) | (peak.index > peak.sizes - 1 - radius)) & peak.extent
+    return peak.decoded(
+        pixel,
+        coords,
+        border=clipped.any(-1),
+        skipped=~peak.finite,
+        spread=torch.sqrt(variance),
+    )
+
+
+def local_soft_argmax(
+    heatmaps: Tensor,
+    beta: float = LOCAL_BETA,
+    spatial_dims: int = 2,
+    normalize: str = LOCAL_NORMALIZE,
+    coords: str = "pixel",
+    radius: int = 2,
+) -> Tensor:
+    """Coordinates of :func:`local_softargmax_decode` alone.
+
+    Shape:
+        ``(..., H, W) -> (..., 2)`` ordered (x, y);
+        ``(..., D, H, W) -> (..., 3)`` ordered (x, y, z).
+
+    Example:
+        >>> maps = torch.zeros(2, 1, 4, 6)
+        >>> maps[0, 0, 1, 4] = maps[1, 0, 2, 1] = 1.0
+        >>> local_soft_argmax(maps, beta=100.0).round(decimals=4).tolist()
+        [[[4.0, 1.0]], [[1.0, 2.0]]]
+    """
+    return local_softargmax_decode(
+        heatmaps,
+        beta=beta,
+        spatial_dims=spatial_dims,
+        normalize=normalize,
+        coords=coords,
+        radius=radius,
+    ).coords
+
+
+class LocalSoftArgmax(nn.Module):
+    """``nn.Module`` wrapper of :func:`local_soft_argmax`, for models and losses.
+
+    Shape:
+        ``(..., H, W) -> (..., 2)`` or ``(..., D, H, W) -> (..., 3)``.
+
+    Example:
+        >>> layer = LocalSoftArgmax(beta=1.0, normalize="none")
+        >>> logits = torch.randn(2, 17, 64, 48, requires_grad=True)
+        >>> xy = layer(logits)
+        >>> xy.shape
+        torch.Size([2, 17, 2])
+        >>> xy.sum().backward(); logits.grad.shape
+        torch.Size([2, 17, 64, 48])
+    """
+
+    def __init__(
+        self,
+        beta: float = LOCAL_BETA,
+        spatial_dims: int = 2,
+        normalize: str = LOCAL_NORMALIZE,
+        coords: str = "pixel",
+        radius: int = 2,
+    ) -> None:
+        super().__init__()
+        _check_normalize(normalize)
+        _check_coords(coords)
+        self.beta = _check_beta(beta)
+        self.radius = _check_radius(radius)
+        self.spatial_dims = spatial_dims
+        self.normalize = normalize
+        self.coords = coords
+
+    def forward(self, heatmaps: Tensor) -> Tensor:
+        return local_soft_argmax(
+            heatmaps,
+            beta=self.beta,
+            spatial_dims=self.spatial_dims,
+            normalize=self.normalize,
+            coords=self.coords,
+            radius=self.radius,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"beta={self.beta}, spatial_dims={self.spatial_dims}, "
+            f"normalize={self.normalize!r}, coords={self.coords!r}, radius={self.radius}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Quarter offset and parabola fit: one axis at a time
+# ---------------------------------------------------------------------------
+
+
+def quarter_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel") -> Decoded:
+    """The argmax moved 0.25 px toward the higher neighbour on each axis.
+
+    ``p += 0.25 · sign(f[p+1] − f[p−1])`` per axis, as in HRNet's
+    ``get_final_preds`` and mmpose's ``refine_keypoints``: equal neighbours
+    leave the axis where it is. On an axis where the argmax is on the first
+    or last index there is no second neighbour: that axis is not moved and
+    ``border`` is True (the other axes are still refined). Not
+    differentiable. On a Gaussian peak the mean error is about 0.2 px, half
+    the argmax's.
+
+    Shape:
+        ``(..., H, W) -> Decoded`` with ``coords`` ``(..., 2)`` ordered (x, y);
+        ``(..., D, H, W) -> Decoded`` with ``coords`` ``(..., 3)`` ordered
+        (x, y, z); per-map fields ``(...)``.
+
+    Example:
+        >>> maps = torch.zeros(1, 3, 5)
+        >>> maps[0, 1, 2], maps[0, 1, 3] = 1.0, 0.5   # right neighbour higher
+        >>> out = quarter_decode(maps)
+        >>> out.coords.tolist(), out.border.tolist()
+        ([[2.25, 1.0]], [False])
+    """
+    _check_coords(coords)
+    peak = _Peak(heatmaps.detach(), spatial_dims)
+    around, _ = peak.gather(_axis_offsets(peak))
+    below, above = around[:, 0::2], around[:, 1::2]  # (M, d) each, x first
+    edge = peak.on_edge()
+    move = ~edge & peak.extent & peak.finite[:, None]
+    step = torch.where(move, 0.25 * torch.sign(above - below), 0.0)
+    return peak.decoded(
+        peak.index.to(peak.cdtype) + step, coords, border=edge.any(-1), skipped=~peak.finite
+    )
+
+
+def parabola_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel") -> Decoded:
+    """A parabola through the log of the map at the argmax and its two neighbours, per axis.
+
+    With ``l = log f`` along one axis, the vertex of the parabola through
+    ``l[p−1], l[p], l[p+1]`` is at ``p + ½·(l[p−1] − l[p+1]) / (l[p−1] − 2·l[p]
+    + l[p+1])``: exact for a Gaussian peak, whose log is a parabola. Axes are
+    fitted independently (no mixed terms, so a tilted anisotropic peak is not
+    exact; :func:`dark_decode` handles that).
+
+    Rules, each reported:
+
+    * values are floored at ``peak · 1e-12`` before the log, so zero or
+      negative neighbours give a steep (finite) parabola;
+    * a map whose maximum is ≤ 0 has no log: the argmax is reported and
+      ``skipped`` is True;
+    * an axis where the denominator is not negative (the log-map is not
+      strictly concave there, e.g. a flat top) is not moved and ``skipped``
+      is True;
+    * the offset is clamped to [−0.5, 0.5]: the argmax pixel is the maximum,
+      so the vertex of a concave fit can't be farther (only rounding could
+      push it there);
+    * an axis where the argmax is on the first or last index is not moved and
+      ``border`` is True; the other axes are still refined.
+
+    Not differentiable.
+
+    Shape:
+        ``(..., H, W) -> Decoded`` with ``coords`` ``(..., 2)`` ordered (x, y);
+        ``(..., D, H, W) -> Decoded`` with ``coords`` ``(..., 3)`` ordered
+        (x, y, z); per-map fields ``(...)``.
+
+    Example:
+        >>> x, y = torch.arange(7.0), torch.arange(4.0)[:, None]
+        >>> maps = torch.exp(-((x - 2.3) ** 2 + (y - 1.8) ** 2) / 8)  # a Gaussian at (2.3, 1.8)
+        >>> parabola_decode(maps.double()).coords.round(decimals=6).tolist()
+        [2.3, 1.8]
+    """
+    _check_coords(coords)
+    peak = _Peak(heatmaps.detach(), spatial_dims)
+    around, _ = peak.gather(_axis_offsets(peak))
+    positive = peak.finite & (peak.score > 0)
+    top = torch.where(positive, peak.score, 1.0)
+    logs = _floored_log(around, top)
+    below, above = logs[:, 0::2], logs[:, 1::2]
+    centre = torch.log(top)[:, None]
+    curvature = below - 2 * centre + above
+    edge = peak.on_edge()
+    fit = ~edge & peak.extent & positive[:, None]
+    concave = curvature < 0
+    move = fit & concave
+    offset = 0.5 * (below - above) / torch.where(move, curvature, -1.0)
+    offset = torch.where(move, offset.clamp(-0.5, 0.5), 0.0)
+    skipped = ~positive | (fit & ~concave).any(-1)
+    return peak.decoded(
+        peak.index.to(peak.cdtype) + offset, coords, border=edge.any(-1), skipped=skipped
+    )
+
+
+# ---------------------------------------------------------------------------
+# DARK
+# ---------------------------------------------------------------------------
+
+
+def _check_sigma(sigma: float | None) -> float | None:
+    if sigma is None:
+        return None
+    sigma = float(sigma)
+    if not (sigma >= 0 and sigma < float("inf")):
+        raise ValueError(f"sigma must be None or a finite number >= 0, got {sigma}")
+    return sigma
+
+
+def _estimate_sigma(peak: _Peak) -> float:
+    """The batch's heatmap σ: the median over maps of each map's curvature estimate.
+
+    For ``f = exp(−x²/2σ²)`` the second difference of ``log f`` is exactly
+    ``−1/σ²``, so each map gets ``σ² = mean over axes of −1/(l[p−1] − 2·l[p] +
+    l[p+1])``. Only maps that are finite, not flat, with a positive peak away
+    from every edge and a strictly concave log on every longer axis vote.
+    """
+    around, _ = peak.gather(_axis_offsets(peak))
+    positive = peak.finite & ~peak.flat & (peak.score > 0)
+    top = torch.where(positive, peak.score, 1.0)
+    logs = _floored_log(around, top)
+    curvature = logs[:, 0::2] - 2 * torch.log(top)[:, None] + logs[:, 1::2]
+    usable = ~peak.on_edge() & ((curvature < 0) | ~peak.extent)
+    votes = positive & usable.all(-1) & peak.extent.any()
+    variance = -1 / torch.where(peak.extent, curvature, -1.0)
+    variance = (variance * peak.extent).sum(-1) / peak.extent.sum().clamp(min=1)
+    chosen = variance[votes]
+    if chosen.numel() == 0:
+        return DARK_SIGMA_FALLBACK
+    # on the CPU in float64: MPS has no float64, and it's one number per map
+    sigma = math.sqrt(float(torch.quantile(chosen.detach().cpu().double(), 0.5)))
+    low, high = DARK_SIGMA_RANGE
+    return min(max(sigma, low), high)
+
+
+def _smooth(maps: Tensor, sigma: float) -> Tensor:
+    """``maps`` ``(M, *spatial)`` convolved with a separable Gaussian, zero-padded, same size.
+
+    Zero padding, as in DARK's reference code: the map is taken to be 0
+    outside, so a bright edge doesn't spill inward as it would with replicate
+    padding. Each axis is a sum of shifted copies, one per kernel tap: exact
+    elementwise arithmetic, so a map's result doesn't depend on its batch,
+    and several times faster on CPU than ``conv1d`` with one input channel.
+    """
+    radius = math.ceil(DARK_TRUNCATE * sigma)
+    if radius == 0:
+        return maps
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).tolist()
+    out = maps
+    for axis in range(1, maps.ndim):
+        n = out.shape[axis]
+        padded = F.pad(out, [0, 0] * (maps.ndim - 1 - axis) + [radius, radius])
+        total = padded.narrow(axis, 0, n) * kernel[0]
+        for shift in range(1, 2 * radius + 1):
+            total.add_(padded.narrow(axis, shift, n), alpha=kernel[shift])
+        out = total
+    return out
+
+
+def dark_decode(
+    heatmaps: Tensor,
+    spatial_dims: int = 2,
+    coords: str = "pixel",
+    sigma: float | None = None,
+) -> Decoded:
+    """DARK: one Newton step on the log of the Gaussian-smoothed map, from the argmax.
+
+    Zhang et al., "Distribution-Aware Coordinate Representation for Human
+    Pose Estimation", CVPR 2020. Steps, for every map of the batch at once:
+
+    1. smooth the map with a Gaussian of standard deviation ``sigma``:
+       separable 1-D convolutions along each axis, kernel truncated at 4σ and
+       normalised to sum 1, zero padding, output the map's size;
+    2. rescale the smoothed map so its maximum is the original map's maximum,
+       and take its log with a floor at ``maximum · 1e-12``;
+    3. at the hard argmax ``p`` of the *original* map, take the gradient ``g``
+       and Hessian ``H`` of the log-map by central differences (step 1 px;
+       mixed terms ``¼·(l[+,+] − l[+,−] − l[−,+] + l[−,−])``; 2×2 for images,
+       3×3 for volumes) and report ``p − H⁻¹g``.
+
+    The step is skipped (the argmax reported, ``skipped`` True) where the map
+    is not finite, its maximum or its smoothed maximum is ≤ 0, ``H`` is not
+    negative definite (singular included: a flat top, a saddle), or the step
+    is longer than 1 px on any axis (the argmax pixel is the maximum, so a
+    trustworthy vertex is within about half a pixel; a longer step means the
+    quadratic model doesn't describe the peak). Where the argmax is on the
+    first or last index of any axis no central difference exists: the map is
+    not refined at all and ``border`` is True. Axes of a single pixel are left
+    out of the Newton system.
+
+    ``sigma=None`` (default) uses the heatmaps' own σ: for each map, ``σ² =
+    −1/(l[p−1] − 2·l[p] + l[p+1])`` per axis with ``l`` the log of the
+    *unsmoothed* map, averaged over the axes (exact for a Gaussian peak); then
+    the median over the maps of the batch that allow the estimate (finite,
+    not flat, positive peak off every edge, concave on every axis), so the
+    batch is smoothed by a single convolution; clamped to [0.5, 10]; 2.0 if no
+    map allows an estimate. With ``sigma=None`` a map's result therefore
+    depends (slightly) on the other maps in its batch; pass ``sigma`` to make
+    it independent. A given ``sigma`` is used as is; ``sigma=0`` skips the
+    smoothing.
+
+    Smoothing a Gaussian of σ_h with one of σ gives a Gaussian of
+    ``√(σ_h² + σ²)``: its log is exactly quadratic, so the Newton step lands
+    on the centre (mean error < 1e-3 px on noise-free σ=2 peaks away from the
+    edge). Not differentiable.
+
+    Shape:
+        ``(..., H, W) -> Decoded`` with ``coords`` ``(..., 2)`` ordered (x, y);
+        ``(..., D, H, W) -> Decoded`` with ``coords`` ``(..., 3)`` ordered
+        (x, y, z); per-map fields ``(...)``.
+
+    Example:
+        >>> x, y = torch.arange(24.0), torch.arange(20.0)[:, None]
+        >>> maps = torch.exp(-((x - 11.3) ** 2 + (y - 8.6) ** 2) / 8).double()  # σ=2
+        >>> out = dark_decode(maps)
+        >>> out.coords.round(decimals=4).tolist(), out.skipped.item(), out.border.item()
+        ([11.3, 8.6], False, False)
+    """
+    _check_coords(coords)
+    sigma = _check_sigma(sigma)
+    peak = _Peak(heatmaps.detach(), spatial_dims)
+    d = spatial_dims
+    if sigma is None:
+        sigma = _estimate_sigma(peak)
+    maps = peak.values.to(peak.cdtype)
+    # divided by max|x| first, so the convolution's sums can't overflow for
+    # values near the dtype's limit; the log's differences don't see the scale
+    absmax = torch.maximum(peak.score.abs(), maps.amin(-1).abs())
+    absmax = torch.where(torch.isfinite(absmax) & (absmax > 0), absmax, 1.0)
+    scaled = maps / absmax[:, None]
+    smooth = _smooth(scaled.reshape(-1, *peak.spatial), sigma).reshape(scaled.shape)
+    top = peak.score / absmax
+    smooth_top = smooth.amax(-1)
+    positive = peak.finite & (top > 0) & (smooth_top > 0)
+    device = peak.index.device
+    offsets = torch.tensor(
+        [o[::-1] for o in itertools.product((-1, 0, 1), repeat=d)], device=device
+    )
+    cube, _ = peak.gather(offsets, smooth)
+    gain = torch.where(positive, top / torch.where(positive, smooth_top, 1.0), 1.0)
+    logs = _floored_log(cube * gain[:, None], torch.where(positive, top, 1.0))
+
+    def at(shift: dict[int, int]) -> Tensor:
+        # the offsets run x fastest: (x, y[, z]) sits at (x+1) + 3·(y+1) [+ 9·(z+1)]
+        return logs[:, sum(3**k * (1 + shift.get(k, 0)) for k in range(d))]
+
+    centre = at({})
+    grad = torch.stack([0.5 * (at({k: 1}) - at({k: -1})) for k in range(d)], -1)
+    hess = torch.empty(logs.shape[0], d, d, dtype=logs.dtype, device=device)
+    for k in range(d):
+        hess[:, k, k] = at({k: 1}) - 2 * centre + at({k: -1})
+        for j in range(k + 1, d):
+            mixed = 0.25 * (
+                at({k: 1, j: 1}) - at({k: 1, j: -1}) - at({k: -1, j: 1}) + at({k: -1, j: -1})
+            )
+            hess[:, k, j] = hess[:, j, k] = mixed
+    # a singleton axis is constant: decouple it (unit curvature, zero gradient)
+    # so the Newton system is that of the remaining axes
+    lone = ~peak.extent
+    grad = torch.where(lone, 0.0, grad)
+    pair = lone[:, None] | lone[None, :]
+    eye = torch.eye(d, dtype=logs.dtype, device=device)
+    hess = torch.where(pair, -eye, hess)
+    edge = peak.on_edge().any(-1)
+    fit = positive & ~edge
+    # -H positive definite <=> H negative definite; cholesky_ex reports it
+    # without raising, and invalid maps get -I so the solve stays finite
+    safe = torch.where(fit[:, None, None], -hess, eye)
+    safe = torch.where(torch.isfinite(safe).all((-2, -1), keepdim=True), safe, eye)
+    factor, info = torch.linalg.cholesky_ex(safe)
+    definite = info == 0
+    step = torch.cholesky_solve(grad.unsqueeze(-1), factor).squeeze(-1)  # = -H⁻¹g
+    good = fit & definite & torch.isfinite(step).all(-1) & (step.abs() <= 1).all(-1)
+    step = torch.where(good[:, None], step, 0.0)
+    return peak.decoded(
+        peak.index.to(peak.cdtype) + step,
+        coords,
+        border=edge,
+        skipped=~peak.finite | (~edge & ~good),
+    )
