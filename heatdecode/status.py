@@ -75,9 +75,7 @@ def multimodal(maps: Tensor) -> Tensor:
     return (peaks.reshape(m, *spatial) & far).reshape(m, -1).any(-1)
 
 
-def low_contrast(
-    maps: Tensor, beta: float, normalize: str, support: int | None = None
-) -> Tensor:
+def low_contrast(maps: Tensor, beta: float, normalize: str, support: int | None = None) -> Tensor:
     """True where soft-argmax is dominated by the background.
 
     With x̂ the normalised map, the peak's softmax weight relative to one
