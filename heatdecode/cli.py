@@ -29,7 +29,7 @@ from heatdecode.frames import STRIDE_OFFSETS, Frame, parse_per_axis
 from heatdecode.layouts import LayoutError, parse_layout
 from heatdecode.loading import HeatmapArray, LoadFailure, Source
 from heatdecode.pipeline import DecodeSettings
-from heatdecode.runner import RunConfig, RunReport, UsageError, run, summary
+from heatdecode.runner import SAVED_MAP_DEFAULTS, RunConfig, RunReport, UsageError, run, summary
 
 app = typer.Typer(
     name="heatdecode",
@@ -66,7 +66,9 @@ LayoutOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 BatchOpt = Annotated[int, typer.Option(help="Maps per batch on the device.")]
 WorkersOpt = Annotated[int, typer.Option(help="Threads reading files and drawing overlays.")]
-RadiusOpt = Annotated[int, typer.Option(help="Window radius of local-softargmax, in pixels.")]
+RadiusOpt = Annotated[
+    int | None, typer.Option(help="Window radius of local-softargmax, in pixels. [default: 2]")
+]
 SigmaOpt = Annotated[
     float | None,
     typer.Option(help="DARK's smoothing σ in pixels [default: estimated from the maps]."),
@@ -109,15 +111,20 @@ def run_command(
         ),
     ] = None,
     beta: Annotated[
-        float, typer.Option(help="Soft-argmax inverse temperature β (> 0).")
-    ] = DEFAULTS.settings.beta,
-    normalize: Annotated[
-        Normalize,
+        float | None,
         typer.Option(
-            help="Map scaling before β: none, max (x/max|x|), minmax ((x-min)/(max-min))."
+            help="Inverse temperature β (> 0) of the soft-argmax decoders. "
+            "[default: 20 for softargmax, 11 for local-softargmax]"
         ),
-    ] = DEFAULTS.settings.normalize,
-    radius: RadiusOpt = DEFAULTS.settings.radius,
+    ] = None,
+    normalize: Annotated[
+        Normalize | None,
+        typer.Option(
+            help="Map scaling before β: none, max (x/max|x|), minmax ((x-min)/(max-min)). "
+            "[default: minmax]"
+        ),
+    ] = None,
+    radius: RadiusOpt = None,
     sigma: SigmaOpt = None,
     coords: Annotated[
         Coords,
@@ -168,9 +175,10 @@ def run_command(
         settings=DecodeSettings(
             decoders=decoders,
             beta=beta,
-            normalize=_value(normalize),
+            normalize=None if normalize is None else _value(normalize),
             radius=radius,
             sigma=sigma,
+            defaults=SAVED_MAP_DEFAULTS,
         ),
         frame=_frame(_value(coords), stride, _value(stride_offset), spacing),
         layout=_layout(layout),
@@ -322,7 +330,7 @@ def sweep_command(
         list[Decoder] | None,
         typer.Option("--decoder", "-d", help="Decoder(s) to sweep. [default: softargmax]"),
     ] = None,
-    radius: RadiusOpt = DEFAULTS.settings.radius,
+    radius: RadiusOpt = None,
     layout: LayoutOpt = "auto",
     device: DeviceOpt = DEFAULTS.device,
     batch_size: BatchOpt = DEFAULTS.batch_size,

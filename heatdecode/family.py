@@ -7,8 +7,10 @@ the same coordinate frame, so they are directly comparable.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
@@ -83,9 +85,24 @@ def decode(
         >>> decode(torch.eye(3), "argmax").coords.tolist()
         [0.0, 0.0]
     """
+    options = resolve_options(decoder, beta=beta, normalize=normalize, radius=radius, sigma=sigma)
+    return DECODERS[decoder].function(heatmaps, spatial_dims=spatial_dims, coords=coords, **options)
+
+
+def resolve_options(decoder: str, **given: Any) -> dict[str, Any]:
+    """The options ``decoder`` will run with: those given, else its own defaults.
+
+    Example:
+        >>> resolve_options("local-softargmax", beta=None, normalize="none")
+        {'beta': 11.0, 'normalize': 'none', 'radius': 2}
+        >>> resolve_options("argmax", beta=3.0)
+        {}
+    """
     info = DECODERS.get(decoder)
     if info is None:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
-    given = {"beta": beta, "normalize": normalize, "radius": radius, "sigma": sigma}
-    options = {name: given[name] for name in info.options if given[name] is not None}
-    return info.function(heatmaps, spatial_dims=spatial_dims, coords=coords, **options)
+    parameters = inspect.signature(info.function).parameters
+    return {
+        name: given[name] if given.get(name) is not None else parameters[name].default
+        for name in info.options
+    }

@@ -11,52 +11,74 @@ order, whatever the batch size or thread timing.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from heatdecode.family import DECODERS, decode
+from heatdecode.family import decode, resolve_options
 from heatdecode.loading import HeatmapArray, LoadFailure, Source, load_source
 from heatdecode.status import low_contrast, multimodal
 
 
 @dataclass(frozen=True)
 class DecoderRun:
-    """One decoder with its options; ``label`` names its rows in the outputs."""
+    """One decoder with its options; ``label`` names its rows in the outputs.
+
+    An option left at ``None`` takes the decoder's own default.
+    """
 
     label: str
     decoder: str
-    beta: float = 1.0
-    normalize: str = "none"
-    radius: int = 2
+    beta: float | None = None
+    normalize: str | None = None
+    radius: int | None = None
     sigma: float | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The options this run really uses (defaults filled in), by name."""
+        return resolve_options(
+            self.decoder,
+            beta=self.beta,
+            normalize=self.normalize,
+            radius=self.radius,
+            sigma=self.sigma,
+        )
 
 
 @dataclass(frozen=True)
 class DecodeSettings:
     """Which decoders to run and how (the CLI's ``--decoder/--beta/--normalize/...``).
 
-    ``runs``, when given, replaces the list built from the other fields (a β
-    sweep runs one decoder under several settings in a single pass).
+    An option left at ``None`` falls back to ``defaults[decoder]`` and then to
+    the decoder's own default, so one shared ``--beta`` can't silently detune a
+    decoder that wants another (local soft-argmax's best β is not global
+    soft-argmax's). ``runs``, when given, replaces the list built from the
+    other fields (a β sweep runs one decoder under several settings in one pass).
     """
 
     decoders: tuple[str, ...] = ("argmax", "softargmax")
-    beta: float = 1.0
-    normalize: str = "none"
-    radius: int = 2
+    beta: float | None = None
+    normalize: str | None = None
+    radius: int | None = None
     sigma: float | None = None
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     runs: tuple[DecoderRun, ...] | None = None
 
     def resolved_runs(self) -> tuple[DecoderRun, ...]:
         if self.runs is not None:
             return self.runs
-        return tuple(
-            DecoderRun(name, name, self.beta, self.normalize, self.radius, self.sigma)
-            for name in self.decoders
-        )
+        given = {"beta": self.beta, "normalize": self.normalize}
+        given |= {"radius": self.radius, "sigma": self.sigma}
+        runs = []
+        for name in self.decoders:
+            options = dict(self.defaults.get(name, {}))
+            options.update({k: v for k, v in given.items() if v is not None})
+            runs.append(DecoderRun(name, name, **options))
+        return tuple(runs)
 
 
 @dataclass
@@ -243,12 +265,13 @@ def _numpy(value: torch.Tensor | None) -> np.ndarray | None:
 
 def _low_contrast(maps: torch.Tensor, run: DecoderRun) -> torch.Tensor | None:
     """The low-contrast flag for decoders whose softmax runs over many positions."""
-    if "beta" not in DECODERS[run.decoder].options:
+    options = run.options()
+    if "beta" not in options:
         return None
     support = None
-    if "radius" in DECODERS[run.decoder].options:  # a local window: (2r+1)^d positions
-        support = min(maps[0].numel(), (2 * run.radius + 1) ** (maps.ndim - 1))
-    return low_contrast(maps, run.beta, run.normalize, support)
+    if "radius" in options:  # a local window: (2r+1)^d positions
+        support = min(maps[0].numel(), (2 * options["radius"] + 1) ** (maps.ndim - 1))
+    return low_contrast(maps, options["beta"], options["normalize"], support)
 
 
 def decode_sources(

@@ -66,7 +66,8 @@ LOG_FLOOR = 1e-12
 # the batch allows an estimate (the σ most pose heatmaps are trained with).
 DARK_SIGMA_RANGE = (0.5, 10.0)
 DARK_SIGMA_FALLBACK = 2.0
-# The smoothing kernel is truncated at this many σ (the mass beyond is < 1e-4).
+# The smoothing kernel is truncated at this many σ, rounded to whole pixels
+# (the mass beyond is < 1e-4).
 DARK_TRUNCATE = 4.0
 
 
@@ -504,7 +505,9 @@ def _smooth(maps: Tensor, sigma: float) -> Tensor:
     elementwise arithmetic, so a map's result doesn't depend on its batch,
     and several times faster on CPU than ``conv1d`` with one input channel.
     """
-    radius = math.ceil(DARK_TRUNCATE * sigma)
+    # rounded, not ceil'd: the usual σ (1, 1.5, 2, …) give an integer 4σ, and an
+    # estimated σ of 2 ± rounding must not flip the kernel's width between batches
+    radius = math.floor(DARK_TRUNCATE * sigma + 0.5)
     if radius == 0:
         return maps
     taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
@@ -533,8 +536,9 @@ def dark_decode(
     Pose Estimation", CVPR 2020. Steps, for every map of the batch at once:
 
     1. smooth the map with a Gaussian of standard deviation ``sigma``:
-       separable 1-D convolutions along each axis, kernel truncated at 4σ and
-       normalised to sum 1, zero padding, output the map's size;
+       separable 1-D convolutions along each axis, kernel truncated at
+       ``⌊4σ + ½⌋`` px and normalised to sum 1, zero padding (the map is 0
+       beyond its edge, as in DARK's code), output the map's size;
     2. rescale the smoothed map so its maximum is the original map's maximum,
        and take its log with a floor at ``maximum · 1e-12``;
     3. at the hard argmax ``p`` of the *original* map, take the gradient ``g``

@@ -38,6 +38,15 @@ from heatdecode.writers import (
 )
 
 FORMATS = ("csv", "json")
+
+#: ``heatdecode run``'s per-decoder defaults for saved heatmaps, whose scale is
+#: arbitrary (0-1 floats, 0-255 PNGs): minmax makes β scale-free, and each β is
+#: the one measured best on σ≈2 Gaussians (see the README). ``--beta`` and
+#: ``--normalize`` override them for every decoder.
+SAVED_MAP_DEFAULTS: dict[str, dict[str, Any]] = {
+    "softargmax": {"beta": 20.0, "normalize": "minmax"},
+    "local-softargmax": {"beta": 11.0, "normalize": "minmax"},
+}
 OUTPUT_NAMES = {"csv": "coordinates.csv", "json": "coordinates.json"}
 METRICS_NAMES = ("metrics.csv", "metrics.json")
 
@@ -50,7 +59,7 @@ class UsageError(ValueError):
 class RunConfig:
     """Everything ``heatdecode run`` can be told, with the CLI's defaults."""
 
-    settings: DecodeSettings = DecodeSettings(beta=20.0, normalize="minmax")
+    settings: DecodeSettings = DecodeSettings(defaults=SAVED_MAP_DEFAULTS)
     frame: Frame = Frame()
     layout: str = "auto"
     device: str = "auto"
@@ -179,14 +188,15 @@ def check_out_dir(
 
 
 def _legend(run: DecoderRun) -> str:
-    options = DECODERS[run.decoder].options
+    options = run.options()
     parts = []
     if "beta" in options:
-        parts += [f"beta={run.beta:g}", run.normalize]
+        parts += [f"beta={options['beta']:g}", options["normalize"]]
     if "radius" in options:
-        parts.append(f"r={run.radius}")
-    if "sigma" in options and run.sigma is not None:
-        parts.append(f"sigma={run.sigma:g}")
+        parts.append(f"r={options['radius']}")
+    if "sigma" in options:
+        sigma = options["sigma"]
+        parts.append("sigma=auto" if sigma is None else f"sigma={sigma:g}")
     return f"{run.label} ({', '.join(parts)})" if parts else run.label
 
 
@@ -233,11 +243,11 @@ def run(
     for run_ in runs:  # checked here so a bad option fails before any file is read
         if run_.decoder not in DECODERS:
             raise UsageError(f"unknown decoder {run_.decoder!r}; choose from {', '.join(DECODERS)}")
-        if run_.radius < 1:
+        if run_.radius is not None and run_.radius < 1:
             raise UsageError(f"--radius must be at least 1, got {run_.radius}")
         if run_.sigma is not None and not (np.isfinite(run_.sigma) and run_.sigma > 0):
             raise UsageError(f"--sigma must be a finite number > 0, got {run_.sigma}")
-        if not (np.isfinite(run_.beta) and run_.beta > 0):
+        if run_.beta is not None and not (np.isfinite(run_.beta) and run_.beta > 0):
             raise UsageError(f"--beta must be a finite number > 0, got {run_.beta}")
     device = resolve_device(config.device)
     out_dir = Path(out_dir)
@@ -347,6 +357,8 @@ def _document(
     out_dir: Path,
     overlays: dict[str, Path],
 ) -> dict[str, Any]:
+    runs = config.settings.resolved_runs()
+    soft = next((r.options() for r in runs if r.decoder == "softargmax"), {})
     return {
         "schema": JSON_SCHEMA,
         "complete": not report.stopped,
@@ -354,12 +366,12 @@ def _document(
         "torch_version": torch.__version__,
         "settings": {
             "inputs": [os.fspath(p) for p in paths],
-            "decoders": [r.label for r in config.settings.resolved_runs()],
-            "beta": config.settings.beta,
-            "normalize": config.settings.normalize,
+            "decoders": [r.label for r in runs],
+            # soft-argmax's β and normalisation, the numbers most readers look for
+            "beta": soft.get("beta"),
+            "normalize": soft.get("normalize"),
+            "runs": [{"label": r.label, "decoder": r.decoder, **r.options()} for r in runs],
             **config.frame.describe(),
-            "radius": config.settings.radius,
-            "sigma": config.settings.sigma,
             "layout": config.layout,
             "device": report.device,
             "batch_size": config.batch_size,
