@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from heatdecode.cli import main
+from heatdecode.family import DECODERS
 from heatdecode.writers import CSV_COLUMNS
 
 
@@ -441,3 +442,125 @@ def test_each_bad_file_gets_one_line_and_the_good_files_are_written(tmp_path, ca
     failures = json.loads((out / "coordinates.json").read_text())["failures"]
     assert [f["file"] for f in failures] == [bad]
     assert reason in failures[0]["reason"]
+
+
+@pytest.fixture(scope="module")
+def clean_set(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clean") / "data"
+    assert main(["sample", str(folder), "--kind", "clean", "--count", "24", "--seed", "3"]) == 0
+    return folder
+
+
+def test_truth_adds_metrics_files_and_table(clean_set, tmp_path, capsys):
+    out = tmp_path / "out"
+    all_decoders = [a for name in DECODERS for a in ("-d", name)]
+    args = ["run", str(clean_set), "--out", str(out), "--truth", str(clean_set / "truth.csv")]
+    assert main([*args, *all_decoders, "--no-overlays"]) == 0
+    shown = capsys.readouterr().out
+    assert "pck" in shown.lower() or "PCK" in shown
+    with open(out / "metrics.csv", newline="") as fh:
+        metrics = {r["decoder"]: r for r in csv.DictReader(fh)}
+    assert set(metrics) == set(DECODERS)
+    assert all(int(m["count"]) == 24 for m in metrics.values())
+    assert float(metrics["parabola"]["mean"]) < 0.01
+    assert float(metrics["dark"]["mean"]) < 0.01
+    assert float(metrics["local-softargmax"]["mean"]) < 0.05
+    assert 0.3 < float(metrics["argmax"]["mean"]) < 0.5
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["missing_truth"] == [] and doc["missing_maps"] == []
+
+
+def test_truth_with_rows_missing_both_ways_is_reported(clean_set, tmp_path):
+    truth = tmp_path / "truth.csv"
+    lines = (clean_set / "truth.csv").read_text().splitlines()
+    extra = "ghost.npy,0,0,truth,1.0,2.0,,1.0"
+    truth.write_text("\n".join([*lines[:-3], extra]) + "\n")
+    out = tmp_path / "out"
+    args = ["run", str(clean_set), "--out", str(out), "--truth", str(truth), "-q"]
+    assert main([*args, "--no-overlays"]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert len(doc["missing_truth"]) == 3
+    assert doc["missing_maps"] == [{"file": "ghost.npy", "sample": 0, "channel": 0}]
+
+
+def test_a_bad_truth_file_is_a_usage_error_before_any_work(clean_set, tmp_path, capsys):
+    truth = tmp_path / "truth.csv"
+    truth.write_text("file,sample,x\nmaps.npy,0,1\n")
+    out = tmp_path / "out"
+    assert main(["run", str(clean_set), "--out", str(out), "--truth", str(truth)]) == 2
+    assert "--truth" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_sweep_writes_csv_plot_and_names_the_best_beta(clean_set, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", str(clean_set), "--truth", str(clean_set / "truth.csv"), "--out", str(out)]
+    code = main([*args, "--beta", "5,15,50", "-d", "softargmax", "-d", "local-softargmax"])
+    assert code == 0
+    shown = capsys.readouterr().out
+    assert "best: " in shown
+    with open(out / "sweep.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["decoder"], r["beta"]) for r in rows][:3] == [
+        ("softargmax", "5"),
+        ("softargmax", "15"),
+        ("softargmax", "50"),
+    ]
+    soft = {r["beta"]: float(r["mean"]) for r in rows if r["decoder"] == "softargmax"}
+    assert soft["15"] < soft["50"] < soft["5"]  # too hot and too cold both hurt
+    with Image.open(out / "sweep.png") as image:
+        assert image.size[0] > 400
+
+
+def test_sweep_refuses_a_decoder_without_beta(clean_set, tmp_path, capsys):
+    args = ["sweep", str(clean_set), "--truth", str(clean_set / "truth.csv")]
+    assert main([*args, "--out", str(tmp_path / "o"), "-d", "dark"]) == 2
+    assert "no β to sweep" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["noisy", "low-contrast", "two-peaks", "border", "anisotropic"])
+def test_sample_kinds_run_end_to_end(kind, tmp_path):
+    data = tmp_path / "data"
+    assert main(["sample", str(data), "--kind", kind, "--count", "4", "--dims", "3"]) == 0
+    out = tmp_path / "out"
+    args = ["run", str(data), "--out", str(out), "--truth", str(data / "truth.csv"), "-q"]
+    assert main([*args, "--no-overlays"]) == 0
+    assert (out / "metrics.csv").is_file()
+
+
+def test_sample_refuses_a_non_empty_folder_and_unknown_kinds(tmp_path, capsys):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("x")
+    assert main(["sample", str(tmp_path / "full")]) == 2
+    assert main(["sample", str(tmp_path / "new"), "--kind", "fuzzy"]) == 2
+    assert "unknown --kind" in capsys.readouterr().err
+
+
+def test_stride_and_coords_options_reach_the_csv(tmp_path):
+    maps = np.zeros((12, 16), np.float32)
+    maps[11, 15] = 1.0
+    np.save(tmp_path / "m.npy", maps)
+    out = tmp_path / "out"
+    args = ["run", str(tmp_path / "m.npy"), "--out", str(out), "-q", "-d", "argmax"]
+    assert main([*args, "--stride", "4", "--coords", "half-pixel"]) == 0
+    (row,) = read_rows(out)
+    assert (row["x"], row["y"]) == ("62.000000", "46.000000")  # 15·4 + 1.5, then + 0.5
+    doc = json.loads((out / "coordinates.json").read_text())
+    assert doc["settings"]["stride"] == [4.0] and doc["settings"]["coords"] == "half-pixel"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--stride", "0"], "--stride"),
+        (["--spacing", "1,2,3,4"], "--spacing"),
+        (["--coords", "normalized", "--spacing", "1"], "normalized"),
+        (["--radius", "0"], "--radius"),
+        (["--sigma", "-1"], "--sigma"),
+    ],
+)
+def test_bad_frame_and_decoder_options(tmp_path, capsys, extra, message):
+    np.save(tmp_path / "m.npy", np.eye(4, 6))
+    assert main(["run", str(tmp_path / "m.npy"), "--out", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
