@@ -79,6 +79,12 @@ OverwriteOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")]
 
 
+def _out() -> Console:
+    """Standard output; when it is a file or a pipe, wide enough for the metrics table."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=160)
+
+
 def _err() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -278,7 +284,7 @@ def _progress(err: Console, quiet: bool) -> Iterator[tuple[Callable, Callable]]:
 
 
 def _print_summary(report: RunReport, out: Path) -> None:
-    console = Console(highlight=False)
+    console = _out()
     numbers = summary(report)
     table = Table(title="heatdecode run", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -359,7 +365,7 @@ def sweep_command(
         result = run_sweep(paths, out, truth, runs, config, on_loaded=loaded, on_start=started)
     if result.plot_error:
         err.print(f"warning: {result.plot_error}", markup=False)
-    console = Console(highlight=False)
+    console = _out()
     table = Table(title="best β per decoder and normalisation", title_justify="left")
     for column in ("decoder", "normalize", "best β", "mean error", "median", "PCK@1"):
         table.add_column(column)
