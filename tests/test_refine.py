@@ -30,6 +30,7 @@ from heatdecode import (
     quarter_decode,
 )
 from heatdecode.decoders import Decoded, argmax_decode, to_frame
+from heatdecode.refine import _estimate_sigma, _Peak
 
 REFINING = ("local-softargmax", "quarter", "parabola", "dark")
 FLOOR = 1e-12  # the documented log floor, relative to the peak
@@ -123,34 +124,39 @@ def ref_smooth(m: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def ref_sigma_estimate(maps: list[np.ndarray]) -> float:
-    """Median over usable maps of mean-over-axes(−1 / second difference of log f), as σ."""
-    votes = []
-    for m in maps:
-        if not np.isfinite(m).all() or m.max() == m.min() or m.max() <= 0:
-            continue
-        p = argmax_xyz(m)
-        if on_edge(m, p).any():
-            continue
-        peak = float(m.max())
-        variances = []
-        for k in range(m.ndim):
-            if sizes_xyz(m)[k] == 1:
-                continue
-            lo, hi = (math.log(max(neighbour(m, p, k, s), peak * FLOOR)) for s in (-1, 1))
-            curvature = lo - 2 * math.log(peak) + hi
-            if curvature >= 0:
-                break
-            variances.append(-1 / curvature)
-        else:
-            votes.append(np.mean(variances))
-    if not votes:
+def ref_sigma(m: np.ndarray) -> float:
+    """One map's own σ: mean over axes of −1 / second difference of log f, as σ.
+
+    Clamped to [0.5, 10]; 2.0 where the map allows no estimate (not finite, flat,
+    peak ≤ 0 or on an edge, not strictly concave on every longer axis).
+    """
+    if not np.isfinite(m).all() or m.max() == m.min() or m.max() <= 0:
         return 2.0
-    return float(np.clip(math.sqrt(np.median(votes)), 0.5, 10.0))
+    p = argmax_xyz(m)
+    if on_edge(m, p).any():
+        return 2.0
+    peak = float(m.max())
+    variances = []
+    for k in range(m.ndim):
+        if sizes_xyz(m)[k] == 1:
+            continue
+        lo, hi = (math.log(max(neighbour(m, p, k, s), peak * FLOOR)) for s in (-1, 1))
+        curvature = lo - 2 * math.log(peak) + hi
+        if curvature >= 0:
+            return 2.0
+        variances.append(-1 / curvature)
+    if not variances:
+        return 2.0
+    return float(np.clip(math.sqrt(np.mean(variances)), 0.5, 10.0))
 
 
-def ref_dark(m: np.ndarray, sigma: float) -> tuple[np.ndarray, bool, bool]:
-    """(coords, border, skipped) of one map, from the steps in dark_decode's docstring."""
+def ref_dark(m: np.ndarray, sigma: float | None) -> tuple[np.ndarray, bool, bool]:
+    """(coords, border, skipped) of one map, from the steps in dark_decode's docstring.
+
+    ``sigma=None``: the map's own σ (:func:`ref_sigma`), as dark_decode's default.
+    """
+    if sigma is None:
+        sigma = ref_sigma(m)
     p = argmax_xyz(m)
     out = p.astype(np.float64)
     if not np.isfinite(m).all():
@@ -475,27 +481,75 @@ def test_dark_matches_numpy_reference_including_the_smoothing(rng, sigma, spatia
     maps[1] -= 0.15  # negative background: the smoothed map crosses zero
     maps[2, ..., 3] = maps[2].max() + 1.0  # a bright column: its argmax is on an edge
     sd = len(spatial)
-    used = ref_sigma_estimate(list(maps)) if sigma is None else sigma
 
     out = dark_decode(t(maps), spatial_dims=sd, sigma=sigma)
 
     for i, m in enumerate(maps):
-        want, border, skipped = ref_dark(m, used)
+        want, border, skipped = ref_dark(m, sigma)
         np.testing.assert_allclose(out.coords[i].numpy(), want, rtol=0, atol=1e-9)
         assert (out.border[i].item(), out.skipped[i].item()) == (border, skipped)
 
 
-def test_dark_default_sigma_is_the_median_of_the_maps_own_sigma(rng):
-    # three peaks of σ = 1.5, 2.5, 3.5: the estimate per map is exact up to
-    # rounding, the median 2.5 (and 2.5 ± rounding smooths exactly as 2.5)
+def test_dark_default_sigma_is_each_maps_own_sigma():
+    # three peaks of σ = 1.5, 2.5, 3.5 (kernel radii 6, 10, 14): each map's
+    # estimate is exact up to rounding, and each map is smoothed with its own σ
     centres = [np.array([15.2, 12.7]), np.array([18.6, 13.1]), np.array([16.0, 11.4])]
     sigmas = (1.5, 2.5, 3.5)
     maps = np.array([gaussian((26, 34), c, s) for c, s in zip(centres, sigmas, strict=True)])
-    assert ref_sigma_estimate(list(maps)) == pytest.approx(2.5, abs=1e-12)
+    assert [ref_sigma(m) for m in maps] == pytest.approx(sigmas, abs=1e-12)
 
     default = dark_decode(t(maps))
-    given = dark_decode(t(maps), sigma=2.5)
-    torch.testing.assert_close(default.coords, given.coords, rtol=0, atol=1e-12)
+
+    for i, s in enumerate(sigmas):
+        given = dark_decode(t(maps[i]), sigma=s)
+        torch.testing.assert_close(default.coords[i], given.coords, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(default.coords[i].numpy(), centres[i], rtol=0, atol=1e-4)
+
+
+def test_dark_default_sigma_is_clamped_and_falls_back_to_2_map_by_map():
+    """Each map's own estimate, clamped to [0.5, 10]; 2.0 for a map that allows none."""
+    spatial, centre = (21, 23), np.array([11.3, 9.6])
+    negative = gaussian(spatial, centre, 2.0) - 2.0
+    nan = gaussian(spatial, centre, 2.0)
+    nan[0, 0] = np.nan
+    cases = [  # (map, its σ by the documented rule)
+        (gaussian(spatial, centre, 1.5), 1.5),
+        (gaussian(spatial, centre, 3.0), 3.0),
+        (gaussian(spatial, centre, (1.0, 2.0)), math.sqrt(2.5)),  # σ² averaged over axes
+        (gaussian(spatial, centre, 0.2), 0.5),  # clamped
+        (gaussian(spatial, centre, 30.0), 10.0),  # clamped
+        (gaussian(spatial, np.array([0.2, 9.6]), 2.0), 2.0),  # peak on the edge
+        (nan, 2.0),
+        (np.full(spatial, 0.5), 2.0),  # flat
+        (negative, 2.0),  # peak <= 0
+    ]
+    maps = np.array([m for m, _ in cases])
+    want = np.array([s for _, s in cases])
+    assert [ref_sigma(m) for m in maps] == pytest.approx(want, abs=1e-9)
+
+    estimated = _estimate_sigma(_Peak(t(maps), 2))
+
+    np.testing.assert_allclose(estimated.numpy(), want, rtol=0, atol=1e-9)
+    default = dark_decode(t(maps))
+    for i, (m, sigma) in enumerate(cases):
+        given = dark_decode(t(m), sigma=sigma)
+        torch.testing.assert_close(default.coords[i], given.coords, rtol=0, atol=1e-12)
+        assert default.skipped[i].item() == given.skipped.item()
+
+
+def test_dark_default_sigma_falls_back_to_2_where_the_log_has_no_curvature():
+    """float32 neighbours one step below a peak of 1e30 have the peak's log: the
+    curvature is 0, so there is no estimate and the map is smoothed with σ = 2."""
+    peak = np.float32(1e30)
+    below = np.nextafter(peak, np.float32(0))
+    maps = np.full((9, 11), peak / 4, dtype=np.float32)
+    maps[4, 4:7] = [below, peak, below]
+    maps[3, 5] = maps[5, 5] = below
+    steep = gaussian((9, 11), np.array([5.2, 4.1]), 1.0).astype(np.float32)
+    batch = torch.from_numpy(np.stack([steep, maps]))
+
+    assert _estimate_sigma(_Peak(batch, 2))[1].item() == 2.0
+    assert torch.equal(dark_decode(batch).coords[1], dark_decode(batch[1], sigma=2.0).coords)
 
 
 def test_dark_default_sigma_ignores_maps_that_are_not_finite():
@@ -505,7 +559,7 @@ def test_dark_default_sigma_ignores_maps_that_are_not_finite():
     alone = dark_decode(t(clean))
     both = dark_decode(t(np.stack([clean, spoiled])))
     assert both.finite.tolist() == [True, False]
-    torch.testing.assert_close(both.coords[0], alone.coords, rtol=0, atol=1e-12)
+    assert torch.equal(both.coords[0], alone.coords)
 
 
 def test_dark_skips_a_saddle_whose_hessian_is_not_negative_definite():
@@ -656,8 +710,6 @@ def test_local_softargmax_module_is_the_function_with_its_settings(rng):
 # 6. Every refining decoder: batches, leading dims, axis order, odd maps
 # ---------------------------------------------------------------------------
 
-FIXED = {"sigma": 1.5}  # DARK's default σ is a batch median: fix it where batches change
-
 
 @pytest.mark.parametrize("decoder", REFINING)
 @pytest.mark.parametrize("lead", [(), (1,), (3,), (2, 3)])
@@ -669,7 +721,7 @@ def test_a_map_decodes_the_same_alone_and_in_a_batch_with_any_leading_dims(
     count = math.prod(lead)
     maps = peaky_maps(rng, count, spatial).reshape(*lead, *spatial)
 
-    out = decode(t(maps), decoder, spatial_dims=sd, **FIXED)
+    out = decode(t(maps), decoder, spatial_dims=sd)
 
     assert isinstance(out, Decoded)
     assert out.coords.shape == (*lead, sd)
@@ -678,17 +730,86 @@ def test_a_map_decodes_the_same_alone_and_in_a_batch_with_any_leading_dims(
     flat_in = maps.reshape(-1, *spatial)
     flat_out = out.coords.reshape(-1, sd)
     for i in range(count):
-        alone = decode(t(flat_in[i]), decoder, spatial_dims=sd, **FIXED)
-        np.testing.assert_allclose(flat_out[i].numpy(), alone.coords.numpy(), rtol=0, atol=1e-12)
+        alone = decode(t(flat_in[i]), decoder, spatial_dims=sd)
+        assert torch.equal(flat_out[i], alone.coords)
         assert out.border.reshape(-1)[i].item() == alone.border.item()
     torch.testing.assert_close(out.score, t(maps).amax(tuple(range(-sd, 0))))
 
 
-def test_dark_default_sigma_is_unchanged_by_repeating_the_batch(rng):
-    maps = peaky_maps(rng, 5, (12, 15))
-    once = dark_decode(t(maps))
-    thrice = dark_decode(t(np.concatenate([maps] * 3)))
-    torch.testing.assert_close(thrice.coords[:5], once.coords, rtol=0, atol=1e-12)
+def mixed_sigma_maps(rng, spatial: tuple[int, ...]) -> np.ndarray:
+    """Gaussians of σ = 1.5, 2, 3 (kernel radii 6, 8, 12) at random sub-pixel centres,
+    over a little noise, so each map's own σ estimate is a slightly different number."""
+    maps = []
+    for sigma in (1.5, 2.0, 3.0, 1.5, 3.0, 2.0):
+        centre = np.array([rng.uniform(3, n - 4) for n in reversed(spatial)])
+        maps.append(gaussian(spatial, centre, sigma) + rng.uniform(0, 0.02, size=spatial))
+    return np.array(maps)
+
+
+def odd_maps(spatial: tuple[int, ...]) -> np.ndarray:
+    """Neighbours that must not disturb a batch: NaN, +Inf, −Inf, constant, a peak on
+    the edge, a very wide peak (σ clamped to 10: radius 40, wider than the map) and a
+    hot pixel (σ clamped to 0.5)."""
+    centre = np.array([n / 2 - 0.3 for n in reversed(spatial)])
+    bump = gaussian(spatial, centre, 2.0)
+    nan, inf, minus = bump.copy(), bump.copy(), bump.copy()
+    nan[(1,) * len(spatial)] = np.nan
+    inf[tuple(n // 2 for n in spatial)] = np.inf  # on the peak
+    minus[(2,) * len(spatial)] = -np.inf
+    edge = gaussian(spatial, np.zeros(len(spatial)), 2.0)
+    wide = gaussian(spatial, centre, 40.0)
+    hot = np.zeros(spatial)
+    hot[tuple(n // 2 for n in spatial)] = 1.0
+    return np.array([nan, inf, minus, np.full(spatial, 0.3), edge, wide, hot])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("spatial", [(17, 13), (9, 11, 7)], ids=["2d", "3d"])
+@pytest.mark.parametrize("sigma", [None, 1.5], ids=["own-sigma", "given-sigma"])
+def test_dark_is_bit_identical_alone_and_in_batches_of_any_composition(rng, dtype, spatial, sigma):
+    """A map's result must not depend on its batch: with ``sigma=None`` each map is
+    smoothed with its own σ and only its own taps, whatever its batch's widest kernel;
+    NaN and Inf in a neighbouring map stay in that map."""
+    sd = len(spatial)
+    maps = mixed_sigma_maps(rng, spatial)
+    odd = odd_maps(spatial)
+    everything = np.concatenate([maps, odd])
+
+    def run(batch: np.ndarray) -> Decoded:
+        return dark_decode(t(batch, dtype), spatial_dims=sd, sigma=sigma)
+
+    def bits(x: torch.Tensor) -> torch.Tensor:  # NaN == NaN and -0 != +0, unlike ==
+        return x.view(torch.int32 if x.dtype == torch.float32 else torch.int64)
+
+    alone = [run(m) for m in everything]
+    n, k = len(maps), len(everything)
+    compositions = {  # name -> indices into `everything`, in batch order
+        "all": list(range(k)),
+        "reversed": list(range(k))[::-1],
+        "sigma 1.5 only": [0, 3],
+        "sigma 3 first": [2, 4, 0, 1, 3, 5],
+        "odd ones between": [n, 0, n + 1, 1, n + 2, 2, n + 3, 3, n + 4, 4, n + 5, 5, n + 6],
+        "repeated": [1, 1, n + 5, 1, 2, 0, 2],
+    }
+    for name, order in compositions.items():
+        out = run(everything[order])
+        for row, i in enumerate(order):
+            for field in ("coords", "score", "flat", "finite", "border", "skipped"):
+                got, want = getattr(out, field)[row], getattr(alone[i], field)
+                if got.is_floating_point():
+                    got, want = bits(got), bits(want)
+                assert torch.equal(got, want), f"{name}: map {i}, {field}: {got} != {want}"
+    # leading dims only reshape the batch
+    out = run(everything[:12].reshape(3, 4, *spatial))
+    for i in range(12):
+        assert torch.equal(bits(out.coords.reshape(-1, sd)[i]), bits(alone[i].coords))
+    # the clean maps are refined, the odd ones flagged as their rules say
+    clean = run(maps)
+    assert not clean.skipped.any() and not clean.border.any()
+    odd_out = run(odd)
+    assert odd_out.finite.tolist() == [False, False, False, True, True, True, True]
+    assert odd_out.skipped[:3].all() and odd_out.border[3:5].all()
+    assert torch.isfinite(odd_out.coords).all()
 
 
 @pytest.mark.parametrize("decoder", REFINING)
@@ -724,7 +845,7 @@ def test_maps_with_nan_or_inf_are_flagged_without_spoiling_the_batch(rng, decode
     alone = decode(t(clean), decoder, sigma=sigma)
 
     assert out.finite.tolist() == [True, False, False, False, False]
-    np.testing.assert_allclose(out.coords[0].numpy(), alone.coords.numpy(), rtol=0, atol=1e-12)
+    assert torch.equal(out.coords[0], alone.coords)
     assert torch.isfinite(out.coords[0]).all()
     assert out.skipped[1:].all()
     assert not alone.skipped and not alone.border
