@@ -7,6 +7,7 @@ interrupted. Errors are one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,7 +30,17 @@ from heatdecode.frames import STRIDE_OFFSETS, Frame, parse_per_axis
 from heatdecode.layouts import LayoutError, parse_layout
 from heatdecode.loading import HeatmapArray, LoadFailure, Source
 from heatdecode.pipeline import DecodeSettings
-from heatdecode.runner import SAVED_MAP_DEFAULTS, RunConfig, RunReport, UsageError, run, summary
+from heatdecode.resume import PARTIAL_NAMES
+from heatdecode.runner import (
+    SAVED_MAP_DEFAULTS,
+    Interrupted,
+    OutputError,
+    RunConfig,
+    RunReport,
+    UsageError,
+    run,
+    summary,
+)
 
 app = typer.Typer(
     name="heatdecode",
@@ -171,6 +182,12 @@ def run_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first file that can't be decoded.")
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Finish an interrupted run in --out, skipping the files it decoded."
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Decode heatmaps and write coordinates.csv, coordinates.json and overlays/ into --out."""
@@ -196,10 +213,22 @@ def run_command(
         overwrite=overwrite,
         strict=strict,
         truth=truth,
+        resume=resume,
     )
     err = _err()
     with _progress(err, quiet) as (started, loaded):
-        report = run(paths, out, config, on_loaded=loaded, on_start=started)
+        try:
+            report = run(paths, out, config, on_loaded=loaded, on_start=started)
+        except Interrupted as stop:
+            done = stop.report
+            err.print(
+                f"heatdecode: interrupted; the {done.saved_sources} files finished are in "
+                f"{out / PARTIAL_NAMES['csv']}; rerun with --resume to finish",
+                markup=False,
+            )
+            raise typer.Exit(130) from None
+    if report.resumed_sources and not quiet:
+        err.print(f"resumed: {report.resumed_sources} files taken from the interrupted run")
     for failure in report.failures:
         if failure.reason == "no such file or folder":
             err.print(f"error: {failure.name}: {failure.reason}", markup=False)
@@ -451,12 +480,21 @@ def main(argv: list[str] | None = None) -> int:
     # reported once, by the loader, with its reason.
     warnings.filterwarnings("ignore", module=r"PIL\.")
     try:
+        # SIGTERM (a cluster's scheduler, `kill`) stops the run like Ctrl-C:
+        # what is finished gets saved for --resume.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
         result = command.main(args=argv, prog_name="heatdecode", standalone_mode=False)
     except UsageError as exc:
         _err().print(f"heatdecode: error: {exc}", markup=False)
         return 2
+    except OutputError as exc:
+        _err().print(f"heatdecode: error: {exc}", markup=False)
+        return 1
     except KeyboardInterrupt:
-        _err().print("heatdecode: interrupted", markup=False)
+        _err().print("heatdecode: interrupted before any file was decoded", markup=False)
         return 130
     except Exception as exc:
         # typer's parse errors (a vendored click's UsageError) carry their own exit code
@@ -467,7 +505,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int) and type(exc).__name__ in ("Exit", "Abort"):
             return code if type(exc).__name__ == "Exit" else 1
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return result if isinstance(result, int) else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

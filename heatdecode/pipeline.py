@@ -104,6 +104,7 @@ class DecodedArray:
     """Everything known about one decoded array (a file, or one ``.npz`` member)."""
 
     name: str
+    source: str  # the file it came from (differs from name for .npz members)
     layout: str
     shape: tuple[int, ...]
     samples: int
@@ -125,7 +126,7 @@ class DecodedArray:
         return len(self.spatial_shape)
 
 
-def _new_result(item: HeatmapArray, runs: Sequence[DecoderRun]) -> DecodedArray:
+def _new_result(item: HeatmapArray, runs: Sequence[DecoderRun], source: str) -> DecodedArray:
     n, c, *spatial = item.maps.shape
     m, d = n * c, len(spatial)
     outputs = {
@@ -141,6 +142,7 @@ def _new_result(item: HeatmapArray, runs: Sequence[DecoderRun]) -> DecodedArray:
     }
     return DecodedArray(
         name=item.name,
+        source=source,
         layout=item.layout,
         shape=item.shape,
         samples=n,
@@ -274,6 +276,23 @@ def _low_contrast(maps: torch.Tensor, run: DecoderRun) -> torch.Tensor | None:
     return low_contrast(maps, options["beta"], options["normalize"], support)
 
 
+@dataclass
+class Decoding:
+    """What :func:`decode_sources` did.
+
+    ``results`` and ``failures`` are in source order. ``stopped`` is ``None``
+    for a full run, ``"strict"`` when ``strict`` stopped it at a bad file, or
+    ``"interrupted"`` after Ctrl-C/SIGTERM: then arrays still waiting in a
+    batch are left out of ``results`` and only ``complete`` sources (every
+    array decoded or failed) can be trusted to be whole.
+    """
+
+    results: list[DecodedArray]
+    failures: list[tuple[str, LoadFailure]]  # (source name, failure)
+    complete: list[str]  # names of the sources fully handled, in order
+    stopped: str | None = None
+
+
 def decode_sources(
     sources: Sequence[Source],
     settings: DecodeSettings,
@@ -286,7 +305,7 @@ def decode_sources(
     strict: bool = False,
     on_loaded: Callable[[Source, list[HeatmapArray | LoadFailure]], None] | None = None,
     on_complete: Callable[[DecodedArray, np.ndarray], None] | None = None,
-) -> tuple[list[DecodedArray], list[LoadFailure], bool]:
+) -> Decoding:
     """Load, batch and decode every source.
 
     Args:
@@ -296,30 +315,32 @@ def decode_sources(
             maps as soon as all its maps are decoded (overlays).
         strict: stop reading at the first file that fails.
 
-    Returns:
-        The decoded arrays in source order, the failures in source order, and
-        whether the run stopped early because of ``strict``.
+    A KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one) stops the run
+    within one batch: reads in flight finish, queued reads are cancelled, and
+    what was decoded so far is returned with ``stopped="interrupted"``.
 
     Example:
         >>> import tempfile, pathlib
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> maps = np.zeros((3, 5, 7), np.float32); maps[1, 4, 6] = 1
         >>> np.save(folder / "m.npy", maps)
-        >>> done, failed, _ = decode_sources([Source(folder / "m.npy", "m.npy")], DecodeSettings())
-        >>> done[0].layout, done[0].outputs["argmax"].coords[1].tolist()
+        >>> done = decode_sources([Source(folder / "m.npy", "m.npy")], DecodeSettings())
+        >>> done.results[0].layout, done.results[0].outputs["argmax"].coords[1].tolist()
         ('CHW', [6.0, 4.0])
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     results: list[DecodedArray] = []
-    failures: list[LoadFailure] = []
+    failures: list[tuple[str, LoadFailure]] = []
+    loaded: list[str] = []
 
     def completed(result: DecodedArray, maps: np.ndarray) -> None:
         if on_complete is not None:
             on_complete(result, maps)
 
     batcher = _Batcher(settings, torch.device(device), batch_size, completed)
-    stopped = False
+    stopped: str | None = None
+    runs = settings.resolved_runs()
     with ThreadPoolExecutor(
         max_workers=max(1, workers), thread_name_prefix="heatdecode-load"
     ) as pool:
@@ -331,25 +352,36 @@ def decode_sources(
             if source is not None:
                 queue.append((source, pool.submit(load_source, source, layout)))
 
-        for _ in range(max(1, prefetch)):
-            submit_next()
-        while queue:
-            source, future = queue.popleft()
-            items = future.result()
-            if on_loaded is not None:
-                on_loaded(source, items)
-            for item in items:
-                if isinstance(item, LoadFailure):
-                    failures.append(item)
-                    continue
-                result = _new_result(item, settings.resolved_runs())
-                results.append(result)
-                batcher.add(result, item.maps)
-            if strict and any(isinstance(i, LoadFailure) for i in items):
-                stopped = True
-                for _, pending in queue:
-                    pending.cancel()
-                break
-            submit_next()
-    batcher.finish()
-    return results, failures, stopped
+        try:
+            for _ in range(max(1, prefetch)):
+                submit_next()
+            while queue:
+                source, future = queue.popleft()
+                items = future.result()
+                if on_loaded is not None:
+                    on_loaded(source, items)
+                for item in items:
+                    if isinstance(item, LoadFailure):
+                        failures.append((source.name, item))
+                        continue
+                    result = _new_result(item, runs, source.name)
+                    results.append(result)
+                    batcher.add(result, item.maps)
+                loaded.append(source.name)
+                if strict and any(isinstance(i, LoadFailure) for i in items):
+                    stopped = "strict"
+                    break
+                submit_next()
+            if stopped is None:
+                batcher.finish()
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        finally:
+            for _, pending in queue:
+                pending.cancel()
+    if stopped == "strict":
+        batcher.finish()
+    waiting = {r.source for r in results if r.pending}
+    done = [r for r in results if not r.pending]
+    complete = [name for name in loaded if name not in waiting]
+    return Decoding(done, failures, complete, stopped)

@@ -26,7 +26,21 @@ from heatdecode.family import DECODERS
 from heatdecode.frames import Frame
 from heatdecode.loading import HeatmapArray, LoadFailure, Source, discover
 from heatdecode.overlays import overlay_path, render_overlay
-from heatdecode.pipeline import DecodedArray, DecoderRun, DecodeSettings, decode_sources
+from heatdecode.pipeline import (
+    DecodedArray,
+    DecoderRun,
+    DecodeSettings,
+    Decoding,
+    decode_sources,
+)
+from heatdecode.resume import (
+    PARTIAL_NAMES,
+    OutputBusy,
+    Resumed,
+    output_lock,
+    read_partial,
+    remove_partial,
+)
 from heatdecode.writers import (
     CSV_COLUMNS,
     JSON_SCHEMA,
@@ -71,6 +85,19 @@ class RunConfig:
     overwrite: bool = False
     strict: bool = False
     truth: Path | None = None
+    resume: bool = False
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the run; ``report`` says what was saved where."""
+
+    def __init__(self, report: RunReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
+
+
+class OutputError(OSError):
+    """An output could not be written (disk full, folder gone); one line for users."""
 
 
 @dataclass
@@ -81,15 +108,18 @@ class RunReport:
     failures: list[LoadFailure]
     sources: int
     device: str
-    stopped: bool
+    stopped: str | None  # None, "strict" or "interrupted"
     elapsed: float
     outputs: list[Path] = field(default_factory=list)
     overlay_errors: list[LoadFailure] = field(default_factory=list)
     evaluation: Evaluation | None = None
+    resumed_sources: int = 0  # sources taken from an interrupted run's partial outputs
+    resumed_maps: int = 0
+    saved_sources: int = 0  # after an interruption: files whose results were saved
 
     @property
     def maps(self) -> int:
-        return sum(r.maps for r in self.results)
+        return self.resumed_maps + sum(r.maps for r in self.results)
 
     def nonfinite(self) -> list[tuple[str, int, int]]:
         """(file, sample, channel) of every map holding NaN or Inf."""
@@ -230,28 +260,24 @@ def run(
     """Decode ``paths`` and write the outputs into ``out_dir``.
 
     Raises:
-        UsageError: bad settings, an unusable ``out_dir``, existing outputs
-            without ``overwrite``, or nothing to decode. Nothing is written then.
+        UsageError: bad settings, an unusable or busy ``out_dir``, existing
+            outputs without ``overwrite``, a partial run that can't be resumed,
+            or nothing to decode. Nothing is written then.
+        Interrupted: Ctrl-C/SIGTERM; the finished files are in the partial
+            outputs (see :mod:`heatdecode.resume`).
+        OutputError: an output could not be written; earlier outputs are intact.
     """
     started = time.perf_counter()
     formats = tuple(dict.fromkeys(config.formats))
-    if config.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
-    runs = config.settings.resolved_runs()
-    if not runs:
-        raise UsageError("no decoder chosen")
-    for run_ in runs:  # checked here so a bad option fails before any file is read
-        if run_.decoder not in DECODERS:
-            raise UsageError(f"unknown decoder {run_.decoder!r}; choose from {', '.join(DECODERS)}")
-        if run_.radius is not None and run_.radius < 1:
-            raise UsageError(f"--radius must be at least 1, got {run_.radius}")
-        if run_.sigma is not None and not (np.isfinite(run_.sigma) and run_.sigma > 0):
-            raise UsageError(f"--sigma must be a finite number > 0, got {run_.sigma}")
-        if run_.beta is not None and not (np.isfinite(run_.beta) and run_.beta > 0):
-            raise UsageError(f"--beta must be a finite number > 0, got {run_.beta}")
+    runs = _check_config(config)
     device = resolve_device(config.device)
     out_dir = Path(out_dir)
-    check_out_dir(out_dir, formats, config.overwrite, metrics=config.truth is not None)
+    check_out_dir(
+        out_dir,
+        formats,
+        config.overwrite or config.resume,
+        metrics=config.truth is not None,
+    )
     truth = _read_truth(config.truth) if config.truth is not None else None
     sources, missing = discover(paths, exclude=[out_dir])
     if not sources:
@@ -260,15 +286,68 @@ def run(
             or "no .npy, .npz, .png or .tif files found"
         )
         raise UsageError(f"nothing to decode ({reason})")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: {exc.strerror or exc}") from None
+    try:
+        with output_lock(out_dir):
+            return _locked_run(
+                paths, out_dir, config, formats, runs, device, truth, sources, missing,
+                started, on_loaded, on_start,
+            )  # fmt: skip
+    except OutputBusy as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_config(config: RunConfig) -> tuple[DecoderRun, ...]:
+    """Every option checked before any file is read."""
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    runs = config.settings.resolved_runs()
+    if not runs:
+        raise UsageError("no decoder chosen")
+    for run_ in runs:
+        if run_.decoder not in DECODERS:
+            raise UsageError(f"unknown decoder {run_.decoder!r}; choose from {', '.join(DECODERS)}")
+        if run_.radius is not None and run_.radius < 1:
+            raise UsageError(f"--radius must be at least 1, got {run_.radius}")
+        if run_.sigma is not None and not (np.isfinite(run_.sigma) and run_.sigma > 0):
+            raise UsageError(f"--sigma must be a finite number > 0, got {run_.sigma}")
+        if run_.beta is not None and not (np.isfinite(run_.beta) and run_.beta > 0):
+            raise UsageError(f"--beta must be a finite number > 0, got {run_.beta}")
+    return runs
+
+
+def _locked_run(
+    paths: Sequence[str | os.PathLike[str]],
+    out_dir: Path,
+    config: RunConfig,
+    formats: tuple[str, ...],
+    runs: tuple[DecoderRun, ...],
+    device: torch.device,
+    truth: list[dict[str, Any]] | None,
+    sources: list[Source],
+    missing: list[LoadFailure],
+    started: float,
+    on_loaded: Callable[[Source, list[HeatmapArray | LoadFailure]], None] | None,
+    on_start: Callable[[int], None] | None,
+) -> RunReport:
+    settings = _settings(config, paths, str(device), runs)
+    resumed = None
+    if config.resume:
+        try:
+            resumed = read_partial(out_dir, settings)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    resumed = resumed or Resumed()
+    todo = [s for s in sources if s.name not in resumed.complete]
     if on_start is not None:
-        on_start(len(sources))
-    out_dir.mkdir(parents=True, exist_ok=True)
+        on_start(len(todo))
 
     legend = {run_.label: _legend(run_) for run_ in runs}
-    overlay_errors: list[LoadFailure] = []
     jobs: list[tuple[str, Future]] = []
     slots = BoundedSemaphore(2 * max(1, config.workers))
-    written_overlays: dict[str, Path] = {}
     renderer = ThreadPoolExecutor(
         max_workers=max(1, config.workers), thread_name_prefix="heatdecode-draw"
     )
@@ -282,8 +361,8 @@ def run(
         jobs.append((result.name, future))
 
     try:
-        results, failures, stopped = decode_sources(
-            sources,
+        decoding = decode_sources(
+            todo,
             config.settings,
             layout=config.layout,
             device=device,
@@ -296,38 +375,126 @@ def run(
         )
     finally:
         renderer.shutdown(wait=True)
+    overlays: dict[str, Path] = {}
+    overlay_errors: list[LoadFailure] = []
     for name, future in jobs:
         try:
-            written_overlays[name] = future.result()
+            overlays[name] = future.result()
         except Exception as exc:  # a full disk, say: report it, keep the coordinates
             overlay_errors.append(LoadFailure(name, f"overlay not written ({exc})"))
 
     report = RunReport(
-        results=results,
-        failures=missing + failures,
+        results=decoding.results,
+        failures=missing + [f for _, f in decoding.failures],
         sources=len(sources) + len(missing),
         device=str(device),
-        stopped=stopped,
+        stopped=decoding.stopped,
         elapsed=0.0,
         overlay_errors=overlay_errors,
+        resumed_sources=len(resumed.complete),
+        resumed_maps=resumed.maps,
     )
-    if "csv" in formats:
-        path = out_dir / OUTPUT_NAMES["csv"]
-        write_csv(path, iter_rows(results, config.frame))
-        report.outputs.append(path)
+    interrupted = decoding.stopped == "interrupted"
+    # Only whole sources go into the outputs of an interrupted run, so that
+    # --resume can skip exactly those and redo the rest.
+    keep = set(decoding.complete) if interrupted else {s.name for s in todo}
+    per_source = _per_source(
+        sources, missing, decoding, resumed, keep, config.frame, out_dir, overlays
+    )
+    rows = [row for entry in per_source for row in entry.rows]
+    names = PARTIAL_NAMES if interrupted else OUTPUT_NAMES
+    try:
+        if "csv" in formats or interrupted:
+            write_csv(out_dir / names["csv"], rows)
+            report.outputs.append(out_dir / names["csv"])
+        if truth is not None and not interrupted:
+            try:
+                report.evaluation = evaluate(rows, truth)
+            except ValueError as exc:  # e.g. two inputs with the same file name
+                raise UsageError(f"--truth: {exc}") from None
+            report.outputs.extend(write_metrics(out_dir, report.evaluation))
+        report.elapsed = time.perf_counter() - started
+        if "json" in formats or interrupted:
+            document = _document(report, settings, per_source, rows, interrupted)
+            write_json(out_dir / names["json"], document)
+            report.outputs.append(out_dir / names["json"])
+        if not interrupted:
+            remove_partial(out_dir)
+    except OSError as exc:
+        where = getattr(exc, "filename", None) or out_dir
+        raise OutputError(f"could not write {where}: {exc.strerror or exc}") from None
     report.elapsed = time.perf_counter() - started
-    if truth is not None:
-        try:
-            report.evaluation = evaluate(iter_rows(results, config.frame), truth)
-        except ValueError as exc:  # e.g. two inputs with the same file name
-            raise UsageError(f"--truth: {exc}") from None
-        report.outputs.extend(write_metrics(out_dir, report.evaluation))
-    if "json" in formats:
-        path = out_dir / OUTPUT_NAMES["json"]
-        write_json(path, _document(report, config, paths, out_dir, written_overlays))
-        report.outputs.append(path)
-    report.elapsed = time.perf_counter() - started
+    if interrupted:
+        report.saved_sources = len(resumed.complete) + len(decoding.complete)
+        raise Interrupted(report)
     return report
+
+
+@dataclass
+class _SourceOutput:
+    """One source's share of the outputs: its rows, file entries and failures."""
+
+    rows: list[dict[str, Any]]
+    files: list[dict[str, Any]]
+    failures: list[dict[str, Any]]
+
+
+def _per_source(
+    sources: list[Source],
+    missing: list[LoadFailure],
+    decoding: Decoding,
+    resumed: Resumed,
+    keep: set[str],
+    frame: Frame,
+    out_dir: Path,
+    overlays: dict[str, Path],
+) -> list[_SourceOutput]:
+    """Every source's outputs in source order, old (resumed) and new alike."""
+    arrays: dict[str, list[DecodedArray]] = {}
+    for result in decoding.results:
+        arrays.setdefault(result.source, []).append(result)
+    failures: dict[str, list[dict[str, Any]]] = {}
+    for source, failure in decoding.failures:
+        failures.setdefault(source, []).append(
+            {"file": failure.name, "source": source, "reason": failure.reason}
+        )
+    entries = [
+        _SourceOutput([], [], [{"file": f.name, "source": f.name, "reason": f.reason}])
+        for f in missing
+    ]
+    for source in sources:
+        if source.name in resumed.complete:
+            entries.append(
+                _SourceOutput(
+                    resumed.rows.get(source.name, []),
+                    resumed.files.get(source.name, []),
+                    resumed.failures.get(source.name, []),
+                )
+            )
+        elif source.name in keep:
+            done = arrays.get(source.name, [])
+            entries.append(
+                _SourceOutput(
+                    json_rows(iter_rows(done, frame)),
+                    [_file_entry(r, out_dir, overlays) for r in done],
+                    failures.get(source.name, []),
+                )
+            )
+    return entries
+
+
+def _file_entry(r: DecodedArray, out_dir: Path, overlays: dict[str, Path]) -> dict[str, Any]:
+    return {
+        "file": r.name,
+        "source": r.source,
+        "layout": r.layout,
+        "shape": list(r.shape),
+        "samples": r.samples,
+        "channels": r.channels,
+        "spatial_shape": list(r.spatial_shape),
+        "warnings": r.warnings,
+        "overlay": overlays[r.name].relative_to(out_dir).as_posix() if r.name in overlays else None,
+    }
 
 
 def summary(report: RunReport) -> dict[str, Any]:
@@ -350,54 +517,55 @@ def summary(report: RunReport) -> dict[str, Any]:
     }
 
 
-def _document(
-    report: RunReport,
+def _settings(
     config: RunConfig,
     paths: Sequence[str | os.PathLike[str]],
-    out_dir: Path,
-    overlays: dict[str, Path],
+    device: str,
+    runs: tuple[DecoderRun, ...],
 ) -> dict[str, Any]:
-    runs = config.settings.resolved_runs()
     soft = next((r.options() for r in runs if r.decoder == "softargmax"), {})
     return {
+        "inputs": [os.fspath(p) for p in paths],
+        "decoders": [r.label for r in runs],
+        # soft-argmax's β and normalisation, the numbers most readers look for
+        "beta": soft.get("beta"),
+        "normalize": soft.get("normalize"),
+        "runs": [{"label": r.label, "decoder": r.decoder, **r.options()} for r in runs],
+        **config.frame.describe(),
+        "layout": config.layout,
+        "device": device,
+        "batch_size": config.batch_size,
+    }
+
+
+def _document(
+    report: RunReport,
+    settings: dict[str, Any],
+    per_source: list[_SourceOutput],
+    rows: list[dict[str, Any]],
+    interrupted: bool,
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
         "schema": JSON_SCHEMA,
         "complete": not report.stopped,
         "heatdecode_version": __version__,
         "torch_version": torch.__version__,
-        "settings": {
-            "inputs": [os.fspath(p) for p in paths],
-            "decoders": [r.label for r in runs],
-            # soft-argmax's β and normalisation, the numbers most readers look for
-            "beta": soft.get("beta"),
-            "normalize": soft.get("normalize"),
-            "runs": [{"label": r.label, "decoder": r.decoder, **r.options()} for r in runs],
-            **config.frame.describe(),
-            "layout": config.layout,
-            "device": report.device,
-            "batch_size": config.batch_size,
-        },
+        "settings": settings,
         "columns": list(CSV_COLUMNS),
-        "files": [
-            {
-                "file": r.name,
-                "layout": r.layout,
-                "shape": list(r.shape),
-                "samples": r.samples,
-                "channels": r.channels,
-                "spatial_shape": list(r.spatial_shape),
-                "warnings": r.warnings,
-                "overlay": (
-                    overlays[r.name].relative_to(out_dir).as_posix() if r.name in overlays else None
-                ),
-            }
-            for r in report.results
-        ],
-        "failures": [
-            {"file": f.name, "reason": f.reason} for f in report.failures + report.overlay_errors
-        ],
+        "files": [f for entry in per_source for f in entry.files],
+        "failures": [f for entry in per_source for f in entry.failures]
+        + [{"file": f.name, "reason": f.reason} for f in report.overlay_errors],
         "nonfinite_maps": [
-            {"file": name, "sample": n, "channel": c} for name, n, c in report.nonfinite()
+            {"file": r["file"], "sample": r["sample"], "channel": r["channel"]}
+            for r in rows
+            if r["status"] == "nonfinite" and r["decoder"] == settings["decoders"][0]
         ],
         "summary": summary(report),
-        "rows": json_rows(iter_rows(report.results, config.frame)),
+        "rows": rows,
     }
+    if interrupted:
+        document["stopped"] = "interrupted"
+        document["complete_sources"] = sorted(
+            {f["source"] for entry in per_source for f in entry.files + entry.failures}
+        )
+    return document

@@ -27,15 +27,19 @@ def mixed_folder(tmp_path, rng):
 
 
 def test_results_come_back_in_source_order_with_every_map(mixed_folder):
-    done, failed, stopped = decode_sources(mixed_folder, SETTINGS, batch_size=4)
+    decoding = decode_sources(mixed_folder, SETTINGS, batch_size=4)
+    done, failed, stopped = decoding.results, decoding.failures, decoding.stopped
     assert [r.name for r in done] == [s.name for s in mixed_folder]
     assert [r.maps for r in done] == [3, 2, 1] * 3
-    assert failed == [] and stopped is False
+    assert failed == [] and stopped is None
+    assert decoding.complete == [s.name for s in mixed_folder]
 
 
 def test_results_do_not_depend_on_batch_size_or_workers(mixed_folder):
     def coords(batch_size: int, workers: int) -> list[np.ndarray]:
-        done, _, _ = decode_sources(mixed_folder, SETTINGS, batch_size=batch_size, workers=workers)
+        done = decode_sources(
+            mixed_folder, SETTINGS, batch_size=batch_size, workers=workers
+        ).results
         return [r.outputs[d].coords for r in done for d in ("argmax", "softargmax")]
 
     reference = coords(1, 1)
@@ -46,12 +50,12 @@ def test_results_do_not_depend_on_batch_size_or_workers(mixed_folder):
 
 def test_every_array_is_completed_once_with_its_maps(mixed_folder):
     seen = []
-    done, _, _ = decode_sources(
+    done = decode_sources(
         mixed_folder,
         SETTINGS,
         batch_size=5,
         on_complete=lambda result, maps: seen.append((result.name, maps.shape)),
-    )
+    ).results
     assert sorted(name for name, _ in seen) == sorted(r.name for r in done)
     shapes = dict(seen)
     assert shapes["f0.npy"] == (1, 3, 11, 7)
@@ -85,14 +89,15 @@ def test_strict_stops_after_the_first_bad_file(tmp_path):
     (tmp_path / "b.npy").write_bytes(b"nope")
     np.save(tmp_path / "c.npy", np.eye(4))
     sources = [Source(tmp_path / n, n) for n in ("a.npy", "b.npy", "c.npy")]
-    done, failed, stopped = decode_sources(sources, SETTINGS, strict=True, prefetch=1)
+    decoding = decode_sources(sources, SETTINGS, strict=True, prefetch=1)
+    done, failed, stopped = decoding.results, decoding.failures, decoding.stopped
     assert [r.name for r in done] == ["a.npy"]
-    assert [f.name for f in failed] == ["b.npy"]
-    assert stopped is True
+    assert [(source, f.name) for source, f in failed] == [("b.npy", "b.npy")]
+    assert stopped == "strict"
 
 
 def test_argmax_matches_numpy_for_every_map(mixed_folder):
-    done, _, _ = decode_sources(mixed_folder, SETTINGS, batch_size=4)
+    done = decode_sources(mixed_folder, SETTINGS, batch_size=4).results
     for source, result in zip(mixed_folder, done, strict=True):
         array = np.load(source.path)
         maps = array.reshape(-1, *array.shape[-2:])
@@ -109,8 +114,8 @@ def test_batch_size_must_be_positive(mixed_folder):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_gives_the_cpu_answer(mixed_folder):
-    cpu, _, _ = decode_sources(mixed_folder, SETTINGS, device="cpu")
-    gpu, _, _ = decode_sources(mixed_folder, SETTINGS, device="cuda")
+    cpu = decode_sources(mixed_folder, SETTINGS, device="cpu").results
+    gpu = decode_sources(mixed_folder, SETTINGS, device="cuda").results
     for a, b in zip(cpu, gpu, strict=True):
         np.testing.assert_array_equal(a.outputs["argmax"].coords, b.outputs["argmax"].coords)
         np.testing.assert_allclose(

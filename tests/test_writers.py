@@ -28,6 +28,7 @@ def decoded(
     m = len(coords)
     return DecodedArray(
         name=name,
+        source=name.partition(":")[0],
         layout="CHW",
         shape=(channels, *spatial),
         samples=m // channels,
