@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         _err().print(f"heatdecode: error: {exc}", markup=False)
         return 1
     except KeyboardInterrupt:
-        _err().print("heatdecode: interrupted before any file was decoded", markup=False)
+        _err().print("heatdecode: interrupted", markup=False)
         return 130
     except Exception as exc:
         # typer's parse errors (a vendored click's UsageError) carry their own exit code
