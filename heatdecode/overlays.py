@@ -71,9 +71,12 @@ def _views(volume: np.ndarray) -> list[tuple[str, np.ndarray, tuple[int, int]]]:
     """The 2D views of a map: (caption, image, coordinate axes shown (horizontal, vertical))."""
     if volume.ndim == 2:
         return [("", volume, (0, 1))]
-    # NaN/Inf voxels must not hide the rest of the projection (np.nanmax would
-    # warn on all-NaN rays, and warnings filters are not thread-safe to silence)
-    clean = np.where(np.isfinite(volume), volume, -np.inf)
+    clean = volume
+    if not (np.isfinite(volume.min()) and np.isfinite(volume.max())):
+        # NaN/Inf voxels must not hide the rest of the projection (np.nanmax would
+        # warn on all-NaN rays, and warnings filters are not thread-safe to silence);
+        # only such maps pay for this copy, a huge finite volume doesn't
+        clean = np.where(np.isfinite(volume), volume, -np.inf)
     return [
         ("x-y", clean.max(axis=0), (0, 1)),
         ("x-z", clean.max(axis=1), (0, 2)),

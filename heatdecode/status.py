@@ -19,10 +19,10 @@ Each row of the outputs carries one ``status``, the most serious that applies:
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 STATUSES = ("nonfinite", "flat", "border", "unrefined", "low-contrast", "multimodal", "ok")
@@ -32,9 +32,10 @@ def multimodal(maps: Tensor) -> Tensor:
     """True for maps with a second separated local maximum at least half as high.
 
     Heights are measured above the map's minimum, so a background offset does
-    not count. "Separated" means further from the highest peak than 1.5 times
-    the radius of its half-maximum region (at least 2 px): two Gaussians of σ
-    are only resolved as two maxima when more than 2σ apart, beyond that.
+    not count. "Separated" means further from the highest peak, along some
+    axis, than 1.5 times the radius of its half-maximum region (at least 2 px):
+    two Gaussians of σ are only resolved as two maxima when more than 2σ
+    apart, beyond that. Extra memory is a few boolean masks, so huge volumes stay affordable.
 
     Shape:
         ``(M, H, W)`` or ``(M, D, H, W)`` -> ``(M,)`` bool.
@@ -50,29 +51,56 @@ def multimodal(maps: Tensor) -> Tensor:
     spatial = maps.shape[1:]
     d = len(spatial)
     x = maps.float() if not maps.is_floating_point() or maps.dtype == torch.float16 else maps
-    x = x.detach().reshape(m, 1, *spatial)
-    lo = x.reshape(m, -1).amin(-1)
-    hi = x.reshape(m, -1).amax(-1)
-    height = (hi - lo).reshape(m, *([1] * (d + 1)))
-    above = x - lo.reshape(m, *([1] * (d + 1)))
-    pool = F.max_pool2d if d == 2 else F.max_pool3d
-    peaks = (x == pool(x, 3, stride=1, padding=1)) & (above >= 0.5 * height) & (height > 0)
+    x = x.detach()
+    flat = x.reshape(m, -1)
+    lo, hi = flat.amin(-1), flat.amax(-1)
+    ones = [1] * d
+    high = x >= (lo + 0.5 * (hi - lo)).reshape(m, *ones)
     # radius of the main peak's half-maximum region, from its area (2D) or volume (3D)
-    count = (above >= 0.5 * height).reshape(m, -1).sum(-1).to(x.dtype)
+    count = _count_true(high.reshape(m, -1)).to(x.dtype)
     radius = torch.sqrt(count / math.pi) if d == 2 else torch.pow(3 * count / (4 * math.pi), 1 / 3)
     separation = torch.clamp(1.5 * radius, min=2.0)
-    top = x.reshape(m, -1).argmax(-1)
-    grids = torch.meshgrid(
-        *[torch.arange(n, device=x.device, dtype=x.dtype) for n in spatial], indexing="ij"
-    )
-    distance2 = torch.zeros((m, *spatial), device=x.device, dtype=x.dtype)
-    rest = top
+    # far from the top along at least one axis: built from 1-D masks, no distance grid
+    far = torch.zeros_like(high)
+    rest = flat.argmax(-1)
     for axis in reversed(range(d)):
-        centre = (rest % spatial[axis]).to(x.dtype).reshape(m, *([1] * d))
+        centre = (rest % spatial[axis]).to(x.dtype)
         rest = torch.div(rest, spatial[axis], rounding_mode="floor")
-        distance2 = distance2 + (grids[axis] - centre) ** 2
-    far = distance2 > (separation**2).reshape(m, *([1] * d))
-    return (peaks.reshape(m, *spatial) & far).reshape(m, -1).any(-1)
+        index = torch.arange(spatial[axis], device=x.device, dtype=x.dtype)
+        away = (index[None, :] - centre[:, None]).abs() > separation[:, None]  # (M, n_axis)
+        far |= away.reshape([m] + [spatial[axis] if k == axis else 1 for k in range(d)])
+    far &= high
+    # only high, far positions can make a map multimodal: test just those for
+    # being local maxima (on a clean map there are none at all)
+    candidates = far.nonzero()
+    del far, high
+    found = _local_maxima_at(x, candidates)
+    result = torch.zeros(m, dtype=torch.bool, device=x.device)
+    result[candidates[found, 0]] = True
+    return result & (hi > lo)
+
+
+def _count_true(mask: Tensor, chunk: int = 1 << 22) -> Tensor:
+    """Per-row count of a ``(M, N)`` boolean mask, summed in column chunks:
+    torch widens a whole boolean tensor to int64 to sum it (8 bytes a voxel)."""
+    return sum(mask[:, i : i + chunk].sum(-1) for i in range(0, mask.shape[1], chunk))
+
+
+def _local_maxima_at(x: Tensor, where: Tensor) -> Tensor:
+    """For ``(K, 1 + d)`` indices into ``x`` (map, then position): at least as
+    high as every neighbour in the 3×3 (3×3×3) neighbourhood?"""
+    spatial = torch.tensor(x.shape[1:], device=x.device)
+    value = x[tuple(where.T)]
+    peak = torch.ones(len(where), dtype=torch.bool, device=x.device)
+    for offset in itertools.product((-1, 0, 1), repeat=x.ndim - 1):
+        if not any(offset):
+            continue
+        position = where[:, 1:] + torch.tensor(offset, device=x.device)
+        inside = ((position >= 0) & (position < spatial)).all(-1)
+        position = torch.minimum(position.clamp(min=0), spatial - 1)
+        neighbour = x[(where[:, 0], *position.T)]
+        peak &= ~inside | (value >= neighbour)
+    return peak
 
 
 def low_contrast(maps: Tensor, beta: float, normalize: str, support: int | None = None) -> Tensor:
@@ -92,13 +120,14 @@ def low_contrast(maps: Tensor, beta: float, normalize: str, support: int | None 
         (True, False)
     """
     m = maps.shape[0]
-    flat = maps.detach().reshape(m, -1).to(torch.float64)
-    hi, lo = flat.amax(-1), flat.amin(-1)
+    flat = maps.detach().reshape(m, -1)
+    # the extremes in the map's own dtype, then float64: no float64 copy of the map
+    hi, lo = flat.amax(-1).to(torch.float64), flat.amin(-1).to(torch.float64)
     if normalize == "none":
         contrast = beta * (hi - lo)
     else:
         absmax = torch.maximum(hi.abs(), lo.abs())
         span = (hi - lo) / torch.where(absmax > 0, absmax, 1.0)
-        contrast = beta * (span if normalize == "max" else (span > 0).to(flat.dtype))
+        contrast = beta * (span if normalize == "max" else (span > 0).to(hi.dtype))
     n = flat.shape[-1] if support is None else support
     return (contrast < math.log(n)) & (hi > lo)
