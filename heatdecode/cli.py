@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from PIL import Image
 from rich.console import Console
@@ -38,6 +39,7 @@ from heatdecode.runner import (
     RunConfig,
     RunReport,
     UsageError,
+    resolve_device,
     run,
     summary,
 )
@@ -422,6 +424,54 @@ def sweep_command(
             markup=False,
         )
     raise typer.Exit(0 if result.run.ok and not result.plot_error else 1)
+
+
+@app.command("bench")
+def bench_command(
+    shape: Annotated[
+        str, typer.Option(help="Batch shape, e.g. 64,17,64,48 (2D) or 2,8,64,64,64 (3D).")
+    ] = "64,17,64,48",
+    device: DeviceOpt = DEFAULTS.device,
+    decoder: Annotated[
+        list[Decoder] | None,
+        typer.Option("--decoder", "-d", help="Decoder(s) to time. [default: all]"),
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="Timed calls per decoder.")] = 20,
+    spatial_dims: Annotated[
+        int | None, typer.Option(help="2 or 3 [default: 3 for 5-axis shapes, else 2].")
+    ] = None,
+) -> None:
+    """Time heatdecode's decoders on your device and shape: median ms and maps/s."""
+    from heatdecode.bench import bench_decoders
+
+    try:
+        dims = tuple(int(v) for v in shape.split(","))
+    except ValueError:
+        raise UsageError(f"--shape takes integers separated by commas, got {shape!r}") from None
+    if len(dims) < 2 or min(dims) < 1:
+        raise UsageError(f"--shape needs at least 2 axes, all >= 1, got {shape!r}")
+    if repeats < 1:
+        raise UsageError(f"--repeats must be at least 1, got {repeats}")
+    if spatial_dims not in (None, 2, 3) or len(dims) < (spatial_dims or 2):
+        raise UsageError(f"--spatial-dims must be 2 or 3 and fit the shape, got {spatial_dims}")
+    resolved = resolve_device(device)
+    names = [_value(d) for d in decoder] if decoder else None
+    rows = bench_decoders(dims, resolved, names, repeats, spatial_dims=spatial_dims)
+    console = _out()
+    table = Table(
+        title=f"heatdecode bench: shape {'×'.join(map(str, dims))} on {resolved}",
+        title_justify="left",
+    )
+    for column in ("decoder", "median ms", "maps/s"):
+        table.add_column(column, justify="left" if column == "decoder" else "right")
+    for row in rows:
+        table.add_row(row.decoder, f"{row.median_ms:.3f}", f"{row.maps_per_s:,.0f}")
+    console.print(table)
+    console.print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
+        "medians of interleaved calls: compare decoders within one run",
+        markup=False,
+    )
 
 
 @app.command("sample")

@@ -564,3 +564,13 @@ def test_bad_frame_and_decoder_options(tmp_path, capsys, extra, message):
     assert main(["run", str(tmp_path / "m.npy"), "--out", str(tmp_path / "o"), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_prints_every_decoder_and_refuses_bad_shapes(capsys):
+    assert main(["bench", "--shape", "2,3,12,10", "--repeats", "2", "--device", "cpu"]) == 0
+    shown = capsys.readouterr().out
+    for name in DECODERS:
+        assert name in shown
+    assert "maps/s" in shown
+    assert main(["bench", "--shape", "3,x"]) == 2
+    assert main(["bench", "--shape", "2,2,4,4,4", "--spatial-dims", "4"]) == 2
