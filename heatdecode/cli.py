@@ -43,6 +43,7 @@ from heatdecode.runner import (
     run,
     summary,
 )
+from heatdecode.writers import display_name
 
 app = typer.Typer(
     name="heatdecode",
@@ -233,15 +234,15 @@ def run_command(
         err.print(f"resumed: {report.resumed_sources} files taken from the interrupted run")
     for failure in report.failures:
         if failure.reason == "no such file or folder":
-            err.print(f"error: {failure.name}: {failure.reason}", markup=False)
+            err.print(f"error: {display_name(failure.name)}: {failure.reason}", markup=False)
     for name, sample, channel in report.nonfinite():
         err.print(
-            f"error: {name}: sample {sample} channel {channel}: "
+            f"error: {display_name(name)}: sample {sample} channel {channel}: "
             "map contains NaN or Inf, not decoded",
             markup=False,
         )
     for failure in report.overlay_errors:
-        err.print(f"error: {failure.name}: {failure.reason}", markup=False)
+        err.print(f"error: {display_name(failure.name)}: {failure.reason}", markup=False)
     if report.stopped:
         err.print(
             "stopped at the first bad file (--strict); outputs hold the files decoded before it"
@@ -302,10 +303,14 @@ def _progress(err: Console, quiet: bool) -> Iterator[tuple[Callable, Callable]]:
     def loaded(source: Source, items: list[HeatmapArray | LoadFailure]) -> None:
         for item in items:
             if isinstance(item, LoadFailure):
-                progress.console.print(f"error: {item.name}: {item.reason}", markup=False)
+                progress.console.print(
+                    f"error: {display_name(item.name)}: {item.reason}", markup=False
+                )
             else:
                 for note in item.warnings:
-                    progress.console.print(f"warning: {item.name}: {note}", markup=False)
+                    progress.console.print(
+                        f"warning: {display_name(item.name)}: {note}", markup=False
+                    )
         progress.advance(task)
 
     try:

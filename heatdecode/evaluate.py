@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 from rich.table import Table
 
-from heatdecode.writers import atomic_write
+from heatdecode.writers import CSV_ERRORS, JSON_ERRORS, atomic_write
 
 Key = tuple[str, int, int]  # (file, sample, channel)
 
@@ -435,8 +435,8 @@ def write_metrics(out_dir: Path, evaluation: Evaluation) -> list[Path]:
         fh.write("\n")
 
     paths = [out_dir / "metrics.csv", out_dir / "metrics.json"]
-    atomic_write(paths[0], write_csv)
-    atomic_write(paths[1], write_json)
+    atomic_write(paths[0], write_csv, errors=CSV_ERRORS)
+    atomic_write(paths[1], write_json, errors=JSON_ERRORS)
     return paths
 
 

@@ -8,6 +8,9 @@ records. Nothing here touches torch.
 
 from __future__ import annotations
 
+import errno
+import io
+import math
 import os
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -69,8 +72,11 @@ def discover(
     Folders are scanned recursively (hidden entries, symlinked folders and
     anything under ``exclude`` are skipped; files of other types are ignored).
     A file argument is taken whatever its suffix, so a wrong file is reported
-    rather than silently skipped. Names are relative to the folder argument
-    (posix separators) or, for a file argument, the file's name.
+    rather than silently skipped; so is a folder that can't be listed (it
+    becomes a source that :func:`load_source` reports as permission denied). A
+    folder named like a heatmap file (``x.npy/``) is a folder, argument or not.
+    Names are relative to the folder argument (posix separators) or, for a file
+    argument, the file's name.
     """
     excluded = [Path(p).resolve() for p in exclude]
     sources: list[Source] = []
@@ -87,7 +93,9 @@ def discover(
         root = Path(arg)
         if root.is_dir():
             found = []
-            for dirpath, dirnames, filenames in os.walk(root):
+            # a folder that can't be listed is reported, not silently skipped
+            unlisted: list[OSError] = []
+            for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted.append):
                 here = Path(dirpath)
                 dirnames[:] = sorted(
                     d for d in dirnames if not _is_hidden(d) and not _under(here / d, excluded)
@@ -95,8 +103,9 @@ def discover(
                 for f in filenames:
                     if not _is_hidden(f) and f.lower().endswith(SUFFIXES):
                         found.append(here / f)
+            found += [Path(e.filename) for e in unlisted if e.filename is not None]
             for path in sorted(found, key=lambda p: p.relative_to(root).as_posix()):
-                add(path, path.relative_to(root).as_posix())
+                add(path, path.relative_to(root).as_posix() if path != root else str(arg))
         elif root.exists() or root.is_symlink():
             add(root, root.name)
         else:
@@ -122,25 +131,60 @@ def _check_dtype(dtype: np.dtype) -> None:
         raise LoadError(f"non-numeric dtype {dtype} is not a heatmap")
 
 
+# numpy refuses longer headers as unsafe; checked before the header is read
+_MAX_HEADER = 10_000
+
+
 def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
     try:
         version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        elif version == (3, 0) and hasattr(np.lib.format, "_read_array_header"):
-            # version 3.0 only differs by a UTF-8 header; numpy has no public reader for it
-            shape, _, dtype = np.lib.format._read_array_header(fh, version)
-        else:
+        if version not in ((1, 0), (2, 0), (3, 0)):
             raise LoadError(
                 f"not a valid .npy file (unknown format version {version[0]}.{version[1]})"
             )
+        # The header is read here and handed to numpy: a backslash (never in the header
+        # of a dtype we accept) could make Python's parser warn on the user's terminal.
+        width = 2 if version == (1, 0) else 4
+        size = fh.read(width)
+        length = int.from_bytes(size, "little") if len(size) == width else 0
+        if length > _MAX_HEADER:
+            raise LoadError(f"not a valid .npy file (a header of {length} bytes)")
+        header = fh.read(length)
+        if b"\\" in header:
+            raise LoadError("not a valid .npy file (a backslash in its header)")
+        stream = io.BytesIO(size + header)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            # 3.0 only differs from 2.0 by a UTF-8 header, which numpy writes only for
+            # field names that latin-1 can't hold (a structured dtype: refused anyway);
+            # numpy has no public reader for it
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
     except LoadError:
         raise
     except Exception as exc:  # numpy raises ValueError / EOFError / SyntaxError here
         raise LoadError(f"not a valid .npy file ({_short(exc)})") from None
+    # numpy's header check lets negative and huge sizes through; read_array then
+    # fails obscurely or warns (an overflowing product) on the user's terminal
+    if any(n < 0 for n in shape):
+        raise LoadError(f"not a valid .npy file (negative size in shape {_short_shape(shape)})")
+    if any(n > np.iinfo(np.intp).max for n in shape):
+        raise LoadError(
+            f"not a valid .npy file (shape {_short_shape(shape)} is larger than any array can be)"
+        )
+    if 0 in shape:  # nothing to read, and nothing to decode
+        raise LoadError(f"array of shape {_short_shape(shape)} has an empty axis")
     return shape, dtype
+
+
+def _payload(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Bytes the header promises, exactly (Python ints: no float overflow for absurd shapes)."""
+    return math.prod(shape) * dtype.itemsize
+
+
+def _short_shape(shape: tuple[int, ...]) -> str:
+    text = str(shape)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -150,12 +194,12 @@ def _load_npy(path: Path) -> np.ndarray:
     with open(path, "rb") as fh:
         shape, dtype = _read_npy_header(fh)
         _check_dtype(dtype)
-        need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        need = _payload(shape, dtype)
         have = size - fh.tell()
         # Checked before reading so a header that claims terabytes allocates nothing.
         if need > have:
             raise LoadError(
-                f"truncated: the header promises {shape} {dtype} ({_bytes(need)}) "
+                f"truncated: the header promises {_short_shape(shape)} {dtype} ({_bytes(need)}) "
                 f"but only {_bytes(have)} follow"
             )
         fh.seek(0)
@@ -186,11 +230,12 @@ def _load_npz(path: Path) -> list[tuple[str, np.ndarray | LoadError]]:
                 with archive.open(member) as fh:
                     shape, dtype = _read_npy_header(fh)
                     _check_dtype(dtype)
-                    need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                    need = _payload(shape, dtype)
                     if need > info.file_size - fh.tell():
                         raise LoadError(
-                            f"truncated: the header promises {shape} {dtype} ({_bytes(need)}) "
-                            f"but the member holds {_bytes(info.file_size - fh.tell())}"
+                            f"truncated: the header promises {_short_shape(shape)} {dtype} "
+                            f"({_bytes(need)}) but the member holds "
+                            f"{_bytes(info.file_size - fh.tell())}"
                         )
                 with archive.open(member) as fh:
                     members.append((key, np.lib.format.read_array(fh, allow_pickle=False)))
@@ -220,20 +265,27 @@ def _frame_to_array(frame: Image.Image, notes: list[str]) -> np.ndarray:
     return array
 
 
+def _check_pixels(frame: Image.Image) -> None:
+    # Pillow only warns between MAX_IMAGE_PIXELS and twice that, and only checks a
+    # TIFF's later pages when they are decoded; refuse it all here rather than
+    # through warnings filters, which are not thread-safe.
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and frame.width * frame.height > limit:
+        raise Image.DecompressionBombError(
+            f"{frame.width}x{frame.height} pixels is over the limit of {limit}"
+        )
+
+
 def _load_image(path: Path) -> tuple[np.ndarray, str | None, list[str]]:
     if path.stat().st_size == 0:
         raise LoadError("empty file")
     notes: list[str] = []
     try:
         with Image.open(path) as image:
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse it all
-            # here rather than through warnings filters, which are not thread-safe.
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit is not None and image.width * image.height > limit:
-                raise Image.DecompressionBombError(
-                    f"{image.width}x{image.height} pixels is over the limit of {limit}"
-                )
-            frames = [_frame_to_array(f, notes) for f in ImageSequence.Iterator(image)]
+            frames = []
+            for frame in ImageSequence.Iterator(image):
+                _check_pixels(frame)  # every page: a TIFF's later pages can be bombs too
+                frames.append(_frame_to_array(frame, notes))
     except Image.DecompressionBombError as exc:
         raise LoadError(
             f"image too large, refused as a decompression bomb ({_short(exc)})"
@@ -294,9 +346,9 @@ def load_source(source: Source, layout: str = "auto") -> list[HeatmapArray | Loa
     path = source.path
     try:
         if path.is_dir():
-            raise LoadError("is a directory")
+            raise LoadError(_folder(path))
         if not path.exists():
-            raise LoadError("broken symbolic link" if path.is_symlink() else "no such file")
+            raise LoadError(_missing(path))
         open(path, "rb").close()  # a permission problem is reported as such, not as corruption
         entries = _read(path)
     except LoadError as exc:
@@ -323,12 +375,38 @@ def load_source(source: Source, layout: str = "auto") -> list[HeatmapArray | Loa
     return results
 
 
+def _folder(path: Path) -> str:
+    """Why a folder given as a source can't be read (:func:`discover` passes unlistable ones)."""
+    try:
+        with os.scandir(path):
+            pass
+    except PermissionError:
+        return "permission denied (a folder that can't be listed: nothing in it was read)"
+    except OSError as exc:
+        return f"a folder that can't be listed ({_short(exc)})"
+    return "is a directory"
+
+
+def _missing(path: Path) -> str:
+    """Why ``path``, which doesn't exist as far as ``Path.exists`` can tell, can't be read."""
+    if not path.is_symlink():
+        return "no such file"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # Path.exists() is False for a loop too
+            return "symbolic link loop"
+    return "broken symbolic link"
+
+
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _bytes(n: float) -> str:
+    if n >= 1024**6 * 10**6:  # a header's absurd claim: int/int division could overflow a float
+        return "over a million PB"
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if n < 1024 or unit == "PB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
