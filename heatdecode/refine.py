@@ -31,7 +31,8 @@ reported there with ``border`` set on every longer axis (the local soft-argmax
 instead reports the centre of its clipped window, see there).
 
 All work is batched: no Python loop over maps, only over the 2 or 3 axes,
-the window's offsets or the smoothing kernel's taps.
+the window's offsets, the smoothing kernel's taps or DARK's few groups of
+similar kernel widths.
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ from torch import Tensor, nn
 from heatdecode.decoders import (
     NORMALIZE_CHOICES,
     Decoded,
+    _argmax_extremes,
     _check_coords,
+    _check_input,
     _compute_dtype,
     _logits,
-    argmax_decode,
     to_frame,
+    unravel,
 )
 
 # Default inverse temperature of the local soft-argmax (with normalize="minmax"):
@@ -84,17 +87,20 @@ class _Peak:
     """
 
     def __init__(self, heatmaps: Tensor, spatial_dims: int) -> None:
-        base = argmax_decode(heatmaps, spatial_dims=spatial_dims)
+        _check_input(heatmaps, spatial_dims)
         self.spatial = heatmaps.shape[-spatial_dims:]
         self.lead = heatmaps.shape[:-spatial_dims]
         self.dims = spatial_dims
         self.cdtype = _compute_dtype(heatmaps.dtype, heatmaps.device)
         self.values = heatmaps.reshape(-1, self.spatial.numel())
         device = heatmaps.device
-        self.index = base.coords.reshape(-1, spatial_dims).long()
-        self.score = base.score.reshape(-1)
-        self.flat = base.flat.reshape(-1)
-        self.finite = base.finite.reshape(-1)
+        # one pass for the argmax, the max and the min (argmax_decode's)
+        index, hi, lo = _argmax_extremes(self.values)
+        self.index = unravel(index, self.spatial)
+        self.score = hi.to(self.cdtype)
+        self.low = lo.to(self.cdtype)  # the map's minimum, for minmax normalisation
+        self.flat = hi == lo
+        self.finite = torch.isfinite(hi) & torch.isfinite(lo)
         self.sizes = torch.tensor(list(reversed(self.spatial)), device=device)
         strides = [1]
         for n in list(reversed(self.spatial))[:-1]:
@@ -255,8 +261,12 @@ def local_softargmax_decode(
         [o[::-1] for o in itertools.product(span, repeat=spatial_dims)], device=device
     )
     window, valid = peak.gather(offsets)
-    hi = peak.values.amax(-1, keepdim=True).to(peak.cdtype)
-    lo = peak.values.amin(-1, keepdim=True).to(peak.cdtype)
+    if torch.is_grad_enabled() and peak.values.requires_grad and normalize != "none":
+        # minmax/max scale with the map's max and min: their gradients count
+        hi = peak.values.amax(-1, keepdim=True).to(peak.cdtype)
+        lo = peak.values.amin(-1, keepdim=True).to(peak.cdtype)
+    else:  # the argmax pass already found them
+        hi, lo = peak.score[:, None], peak.low[:, None]
     # the argmax itself is in the window with logit 0, so every map's weights
     # sum to at least 1: no division by zero, even for constant maps
     weights = torch.exp(_logits(window, hi, lo, beta, normalize)) * valid
@@ -569,6 +579,114 @@ def _smooth(maps: Tensor, kernels: Tensor, radius: Tensor) -> Tensor:
     return torch.empty_like(out).index_copy_(0, order, out)
 
 
+# A map is smoothed only in a window of (2r + 3)^d pixels around its argmax
+# when that window is smaller than this fraction of the map; the rest of the
+# map can't reach the 3^d values the Newton step reads.
+DARK_WINDOW_FRACTION = 0.5
+
+
+def _smoothed_cube(
+    peak: _Peak, absmax: Tensor, top: Tensor, kernels: Tensor, radius: Tensor, offsets: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The smoothed, ``absmax``-scaled map at the argmax's ``3^d`` cube, and the smoothed max.
+
+    Returns ``cube`` ``(M, 3^d)`` (ordered as ``offsets``) and ``smooth_top``
+    ``(M,)``. DARK rescales the smoothed map by ``top / smooth_top`` before
+    its log, which moves every log by the same constant (the Newton step
+    doesn't see it) except through the floor at ``top·1e-12``, and only
+    where a cube value is below ``smooth_top·1e-12``.
+
+    So a map whose window of ``2r + 3`` px per axis around its argmax is
+    small (:data:`DARK_WINDOW_FRACTION`) is smoothed in that window alone
+    (zeros outside the map, the zero padding; the same sums in the same
+    order as the whole map's, see :func:`_smooth`, so the same cube), and
+    its cube's max stands in for ``smooth_top``: the steps agree up to
+    rounding, as long as the floor can't apply. It can't where every cube
+    value is at least ``top·1e-12`` (with a margin), since a normalised
+    Gaussian never smooths a map above its maximum. The other maps (wide
+    kernels, cubes that reach the floor) are smoothed whole, as before.
+    Every choice is made per map, from the map alone: a map's result is the
+    same in any batch.
+    """
+    m, d = peak.index.shape
+    n = peak.spatial.numel()
+    device = offsets.device
+    cube = torch.zeros((m, offsets.shape[0]), dtype=peak.cdtype, device=device)
+    smooth_top = torch.zeros(m, dtype=peak.cdtype, device=device)
+    windowed = (2 * radius + 3) ** d < DARK_WINDOW_FRACTION * n
+    # non-finite maps and peaks <= 0 are never refined: their window will do
+    needed = peak.finite & (top > 0)
+    whole = ~windowed
+    # maps of similar radius share a window size (the result doesn't depend on it)
+    bucket = torch.bucketize(radius, torch.tensor(_DARK_BUCKETS, device=device))
+    for b in torch.unique(bucket[windowed]).tolist():
+        picked = (windowed & (bucket == b)).nonzero()[:, 0]
+        widest = int(radius[picked].max())
+        half = widest + 1
+        side = 2 * half + 1
+        window, valid = _window(peak, picked, half)
+        window = torch.where(valid, window / absmax[picked, None], 0.0)
+        smooth = _smooth(
+            window.view(-1, *([side] * d)), kernels[picked, : widest + 1], radius[picked]
+        ).reshape(picked.numel(), -1)
+        strides = torch.tensor([side**k for k in range(d)], device=device)
+        values = smooth[:, ((offsets + half) * strides).sum(-1)]
+        floor = top[picked] * LOG_FLOOR * (1 + 1e-3)
+        fine = (values >= floor[:, None]).all(-1) | ~needed[picked]
+        cube[picked] = values
+        smooth_top[picked] = values.amax(-1)
+        whole[picked[~fine]] = True
+    rest = whole.nonzero()[:, 0]
+    if rest.numel():
+        maps = peak.values[rest].to(peak.cdtype) / absmax[rest, None]
+        smooth = _smooth(maps.reshape(-1, *peak.spatial), kernels[rest], radius[rest])
+        smooth = smooth.reshape(rest.numel(), -1)
+        cube[rest] = _gather_rows(peak, rest, offsets, smooth)[0]
+        smooth_top[rest] = smooth.amax(-1)
+    return cube, smooth_top
+
+
+def _gather_rows(
+    peak: _Peak, rows: Tensor, offsets: Tensor, source: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:meth:`_Peak.gather` of ``source`` (holding just the maps ``rows``) around their argmax."""
+    where = peak.index[rows, None, :] + offsets[None]
+    valid = ((where >= 0) & (where < peak.sizes)).all(-1)
+    where = torch.minimum(torch.clamp(where, min=0), peak.sizes - 1)
+    picked = source.gather(1, (where * peak.strides).sum(-1))
+    return picked.to(peak.cdtype), valid
+
+
+# upper ends of the radius buckets that share a window size (≤ 2× the area apart)
+_DARK_BUCKETS = (2, 4, 6, 8, 11, 16, 23, 32, 45)
+
+
+def _window(peak: _Peak, rows: Tensor, half: int) -> tuple[Tensor, Tensor]:
+    """The ``(2·half + 1)^d`` pixels around the argmax of the maps ``rows``, and which are inside.
+
+    ``(len(rows), side^d)`` in array order (x fastest), positions outside
+    the map read pixel 0 and are marked invalid.
+    """
+    side = 2 * half + 1
+    d = peak.dims
+    device = peak.index.device
+    steps = torch.arange(-half, half + 1, device=device)
+    index = peak.index[rows]  # (R, d), x first
+    # flat offsets of the window's pixels, and each axis' inside-mask, separably
+    table = torch.zeros((), dtype=torch.long, device=device)
+    valid = torch.ones((rows.numel(),) + (1,) * d, dtype=torch.bool, device=device)
+    for k in range(d):  # x, y[, z]: axis k of the window is dimension d - k
+        shape = [1] * d
+        shape[d - 1 - k] = side
+        table = table + (steps * peak.strides[k]).reshape(shape)
+        inside = (index[:, k : k + 1] + steps >= 0) & (index[:, k : k + 1] + steps < peak.sizes[k])
+        valid = valid & inside.reshape(rows.numel(), *shape)
+    valid = valid.reshape(rows.numel(), -1)
+    centre = (index * peak.strides).sum(-1) + rows * peak.values.shape[1]
+    where = torch.where(valid, centre[:, None] + table.reshape(1, -1), 0)
+    return torch.take(peak.values, where).to(peak.cdtype), valid
+
+
 def dark_decode(
     heatmaps: Tensor,
     spatial_dims: int = 2,
@@ -583,7 +701,10 @@ def dark_decode(
     1. smooth the map with a Gaussian of standard deviation ``sigma``:
        separable 1-D convolutions along each axis, kernel truncated at
        ``⌊4σ + ½⌋`` px and normalised to sum 1, zero padding (the map is 0
-       beyond its edge, as in DARK's code), output the map's size;
+       beyond its edge, as in DARK's code), output the map's size (where
+       ``2r + 3`` px per axis around the argmax is under half the map, only
+       that window is smoothed: the step reads nothing else, see
+       :func:`_smoothed_cube`);
     2. rescale the smoothed map so its maximum is the original map's maximum,
        and take its log with a floor at ``maximum · 1e-12``;
     3. at the hard argmax ``p`` of the *original* map, take the gradient ``g``
@@ -637,22 +758,18 @@ def dark_decode(
     else:
         kind = _kernel_dtype(peak.index.device)
         sigmas = torch.full((peak.index.shape[0],), sigma, dtype=kind, device=peak.index.device)
-    maps = peak.values.to(peak.cdtype)
     # divided by max|x| first, so the convolution's sums can't overflow for
     # values near the dtype's limit; the log's differences don't see the scale
-    absmax = torch.maximum(peak.score.abs(), maps.amin(-1).abs())
+    absmax = torch.maximum(peak.score.abs(), peak.low.abs())
     absmax = torch.where(torch.isfinite(absmax) & (absmax > 0), absmax, 1.0)
-    scaled = maps / absmax[:, None]
     kernels, radius = _gaussian_kernels(sigmas)
-    smooth = _smooth(scaled.reshape(-1, *peak.spatial), kernels, radius).reshape(scaled.shape)
     top = peak.score / absmax
-    smooth_top = smooth.amax(-1)
-    positive = peak.finite & (top > 0) & (smooth_top > 0)
     device = peak.index.device
     offsets = torch.tensor(
         [o[::-1] for o in itertools.product((-1, 0, 1), repeat=d)], device=device
     )
-    cube, _ = peak.gather(offsets, smooth)
+    cube, smooth_top = _smoothed_cube(peak, absmax, top, kernels, radius, offsets)
+    positive = peak.finite & (top > 0) & (smooth_top > 0)
     gain = torch.where(positive, top / torch.where(positive, smooth_top, 1.0), 1.0)
     logs = _floored_log(cube * gain[:, None], torch.where(positive, top, 1.0))
 

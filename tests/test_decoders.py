@@ -886,3 +886,16 @@ def test_an_empty_batch_gives_empty_coordinates(requires_grad):
     assert soft_argmax(maps).shape == (0, 3, 2)
     assert hard_argmax(maps).shape == (0, 3, 2)
     assert soft_argmax(maps, spatial_dims=3).shape == (0, 3)
+
+
+@pytest.mark.parametrize("shape", [(3, 40, 50), (2, 12, 30, 40)])
+def test_maps_larger_than_a_chunk_are_decoded_in_slabs_with_the_same_result(shape, monkeypatch):
+    import heatdecode.decoders as decoders_module
+
+    x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 3
+    spatial_dims = len(shape) - 1
+    whole = softargmax_decode(x, 2.0, spatial_dims=spatial_dims, normalize="minmax")
+    monkeypatch.setattr(decoders_module, "_CHUNK_ELEMENTS_CPU", 37)  # force several slabs
+    slabs = softargmax_decode(x, 2.0, spatial_dims=spatial_dims, normalize="minmax")
+    torch.testing.assert_close(slabs.coords, whole.coords, rtol=0, atol=1e-12)
+    torch.testing.assert_close(slabs.spread, whole.spread, rtol=0, atol=1e-12)
