@@ -154,9 +154,13 @@ def _axis_offsets(peak: _Peak) -> Tensor:
 
 
 def _floored_log(values: Tensor, peak: Tensor) -> Tensor:
-    """``log(max(values, peak·LOG_FLOOR))`` for ``(M, K)`` values and ``(M,)`` positive peaks."""
-    floor = (peak * LOG_FLOOR)[:, None]
-    return torch.log(torch.maximum(values, floor))
+    """``log(max(values / peak, LOG_FLOOR))`` for ``(M, K)`` values and ``(M,)`` positive peaks.
+
+    Relative to the peak, so the peak's own log is 0 and a tiny positive peak
+    (1e-40, say) can't underflow the floor to 0 and give log(0) = -inf; the
+    derivatives that use these logs only ever need differences.
+    """
+    return torch.log(torch.clamp(values / peak[:, None], min=LOG_FLOOR))
 
 
 # ---------------------------------------------------------------------------
@@ -448,10 +452,9 @@ def parabola_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixe
     around, _ = peak.gather(_axis_offsets(peak))
     positive = peak.finite & (peak.score > 0)
     top = torch.where(positive, peak.score, 1.0)
-    logs = _floored_log(around, top)
+    logs = _floored_log(around, top)  # relative to the peak: its own log is 0
     below, above = logs[:, 0::2], logs[:, 1::2]
-    centre = torch.log(top)[:, None]
-    curvature = below - 2 * centre + above
+    curvature = below + above
     edge = peak.on_edge()
     fit = ~edge & peak.extent & positive[:, None]
     concave = curvature < 0
@@ -496,8 +499,8 @@ def _estimate_sigma(peak: _Peak) -> Tensor:
     around, _ = peak.gather(_axis_offsets(peak))
     positive = peak.finite & ~peak.flat & (peak.score > 0)
     top = torch.where(positive, peak.score, 1.0)
-    logs = _floored_log(around, top)
-    curvature = logs[:, 0::2] - 2 * torch.log(top)[:, None] + logs[:, 1::2]
+    logs = _floored_log(around, top)  # relative to the peak: its own log is 0
+    curvature = logs[:, 0::2] + logs[:, 1::2]
     usable = ~peak.on_edge() & ((curvature < 0) | ~peak.extent)
     votes = positive & usable.all(-1) & peak.extent.any()
     variance = -1 / torch.where(peak.extent, curvature, -1.0)

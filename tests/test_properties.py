@@ -159,17 +159,6 @@ def unique_max(maps: torch.Tensor, sd: int) -> bool:
     return bool(((flat == flat.amax(-1, keepdim=True)).sum(-1) == 1).all())
 
 
-def subnormal_peak(maps: torch.Tensor) -> bool:
-    """A positive maximum so small that ``peak · 1e-12`` underflows to 0 where it is computed.
-
-    parabola's log floor is then 0 and its fit NaN: see
-    ``test_parabola_on_a_tiny_positive_peak_is_finite``, which fails until refine.py is fixed.
-    """
-    wide = maps.dtype == torch.float64 or maps.dtype in (torch.int32, torch.int64)
-    top = maps.reshape(len(maps), -1).amax(-1).to(torch.float64 if wide else torch.float32)
-    return bool(((top > 0) & (top * 1e-12 == 0)).any())
-
-
 def argmax_index(maps: torch.Tensor, sd: int) -> np.ndarray:
     """numpy's argmax of each map, as (x, y[, z]) indices."""
     spatial = maps.shape[-sd:]
@@ -186,8 +175,6 @@ def argmax_index(maps: torch.Tensor, sd: int) -> np.ndarray:
 @given(data=st.data())
 def test_outputs_are_finite_and_inside_the_map(name, data):
     maps, sd = data.draw(batches(), label="maps")
-    if name == "parabola":
-        assume(not subnormal_peak(maps))  # a known bug, tested (xfail) below
     opts = data.draw(options(name), label="options")
     out = run(name, maps, sd, opts)
     coords = out.coords.double().numpy()
@@ -248,8 +235,6 @@ def test_flipping_a_map_mirrors_its_coordinates(name, data):
         assume(unique_max(maps, sd))  # ties: the argmax could flip to another maximum
     if name in REFINING:
         assume(interior(maps, sd))
-    if name == "parabola":
-        assume(not subnormal_peak(maps))  # a known bug, tested (xfail) below
     opts = data.draw(options(name), label="options")
     out = run(name, maps, sd, opts)
     n = sizes_xyz(maps, sd)
@@ -356,8 +341,6 @@ def same(one, other, rows: list[int], name: str) -> None:
 @given(data=st.data())
 def test_a_map_decodes_the_same_alone_in_a_batch_or_beside_any_maps(name, data):
     maps, sd = data.draw(batches(count=(1, 4)), label="maps")
-    if name == "parabola":
-        assume(not subnormal_peak(maps))  # a known bug (NaN != NaN), tested (xfail) below
     opts = data.draw(options(name), label="options")
     others = data.draw(companions(maps, sd), label="companions")
     together = run(name, maps, sd, opts)
@@ -377,15 +360,9 @@ def test_a_map_decodes_the_same_alone_in_a_batch_or_beside_any_maps(name, data):
         assert torch.equal(grid.coords.reshape(together.coords.shape), together.coords)
 
 
-# --------------------------------------------------------------------------- known bugs
+# --------------------------------------------------------------------------- tiny peaks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="refine.py: parabola's log floor peak·1e-12 underflows to 0 for a tiny positive "
-    "peak (float32 < ~1e-33, float64 < ~5e-312), so log(0) = -inf on both sides of the "
-    "peak and the vertex offset is (-inf + inf)/-inf = NaN",
-)
 @pytest.mark.parametrize(("dtype", "tiny"), [(torch.float32, 1.4e-45), (torch.float64, 5e-324)])
 def test_parabola_on_a_tiny_positive_peak_is_finite(dtype, tiny):
     maps = torch.zeros(1, 7, dtype=dtype)
