@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
@@ -136,6 +137,12 @@ _MAX_HEADER = 10_000
 
 
 def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
+    shape, _, dtype = _read_npy_header_full(fh)
+    return shape, dtype
+
+
+def _read_npy_header_full(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The header's shape, Fortran order and dtype; ``fh`` is left at the data."""
     try:
         version = np.lib.format.read_magic(fh)
         if version not in ((1, 0), (2, 0), (3, 0)):
@@ -154,12 +161,12 @@ def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
             raise LoadError("not a valid .npy file (a backslash in its header)")
         stream = io.BytesIO(size + header)
         if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
         else:
             # 3.0 only differs from 2.0 by a UTF-8 header, which numpy writes only for
             # field names that latin-1 can't hold (a structured dtype: refused anyway);
             # numpy has no public reader for it
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
     except LoadError:
         raise
     except Exception as exc:  # numpy raises ValueError / EOFError / SyntaxError here
@@ -174,7 +181,7 @@ def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
         )
     if 0 in shape:  # nothing to read, and nothing to decode
         raise LoadError(f"array of shape {_short_shape(shape)} has an empty axis")
-    return shape, dtype
+    return shape, fortran, dtype
 
 
 def _payload(shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -187,26 +194,30 @@ def _short_shape(shape: tuple[int, ...]) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    size = path.stat().st_size
+def _load_npy(fh: BinaryIO) -> np.ndarray:
+    size = os.fstat(fh.fileno()).st_size
     if size == 0:
         raise LoadError("empty file")
-    with open(path, "rb") as fh:
-        shape, dtype = _read_npy_header(fh)
-        _check_dtype(dtype)
-        need = _payload(shape, dtype)
-        have = size - fh.tell()
-        # Checked before reading so a header that claims terabytes allocates nothing.
-        if need > have:
-            raise LoadError(
-                f"truncated: the header promises {_short_shape(shape)} {dtype} ({_bytes(need)}) "
-                f"but only {_bytes(have)} follow"
-            )
-        fh.seek(0)
-        try:
-            return np.lib.format.read_array(fh, allow_pickle=False)
-        except Exception as exc:
-            raise LoadError(f"could not read the array ({_short(exc)})") from None
+    shape, fortran, dtype = _read_npy_header_full(fh)
+    _check_dtype(dtype)
+    need = _payload(shape, dtype)
+    have = size - fh.tell()
+    # Checked before reading so a header that claims terabytes allocates nothing.
+    if need > have:
+        raise LoadError(
+            f"truncated: the header promises {_short_shape(shape)} {dtype} ({_bytes(need)}) "
+            f"but only {_bytes(have)} follow"
+        )
+    # the data straight into the array: the header was read and checked above
+    # (np.lib.format.read_array would parse it again), as read_array lays it out
+    try:
+        array = np.empty(shape[::-1] if fortran else shape, dtype)
+        got = fh.readinto(memoryview(array.reshape(-1)).cast("B"))
+    except Exception as exc:
+        raise LoadError(f"could not read the array ({_short(exc)})") from None
+    if got != need:
+        raise LoadError(f"could not read the array (expected {need} bytes, got {got})")
+    return array.transpose() if fortran else array
 
 
 def _load_npz(path: Path) -> list[tuple[str, np.ndarray | LoadError]]:
@@ -276,12 +287,12 @@ def _check_pixels(frame: Image.Image) -> None:
         )
 
 
-def _load_image(path: Path) -> tuple[np.ndarray, str | None, list[str]]:
-    if path.stat().st_size == 0:
+def _load_image(fh: BinaryIO, size: int) -> tuple[np.ndarray, str | None, list[str]]:
+    if size == 0:
         raise LoadError("empty file")
     notes: list[str] = []
     try:
-        with Image.open(path) as image:
+        with Image.open(fh) as image:  # the file load_source opened: no second open()
             frames = []
             for frame in ImageSequence.Iterator(image):
                 _check_pixels(frame)  # every page: a TIFF's later pages can be bombs too
@@ -304,14 +315,16 @@ def _load_image(path: Path) -> tuple[np.ndarray, str | None, list[str]]:
     return np.stack(frames), "DHW", notes
 
 
-def _read(path: Path) -> list[tuple[str | None, np.ndarray | LoadError, str | None, list[str]]]:
+def _read(
+    path: Path, fh: BinaryIO
+) -> list[tuple[str | None, np.ndarray | LoadError, str | None, list[str]]]:
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return [(None, _load_npy(path), None, [])]
+        return [(None, _load_npy(fh), None, [])]
     if suffix == ".npz":
         return [(key, arr, None, []) for key, arr in _load_npz(path)]
     if suffix in (".png", ".tif", ".tiff"):
-        array, default, notes = _load_image(path)
+        array, default, notes = _load_image(fh, os.fstat(fh.fileno()).st_size)
         return [(None, array, default, notes)]
     raise LoadError(f"unsupported file type {suffix or '(no suffix)'}; use {', '.join(SUFFIXES)}")
 
@@ -345,12 +358,18 @@ def load_source(source: Source, layout: str = "auto") -> list[HeatmapArray | Loa
     """Read one file into arrays ready to decode; never raises for bad content."""
     path = source.path
     try:
-        if path.is_dir():
-            raise LoadError(_folder(path))
-        if not path.exists():
-            raise LoadError(_missing(path))
-        open(path, "rb").close()  # a permission problem is reported as such, not as corruption
-        entries = _read(path)
+        # One open() for the common case: each file-system call releases and
+        # retakes the GIL, which the loader threads and the decoder contend for.
+        try:
+            fh = open(path, "rb")
+        except OSError:  # say why: a folder, a broken link, permission denied...
+            if path.is_dir():
+                raise LoadError(_folder(path)) from None
+            if not path.exists():
+                raise LoadError(_missing(path)) from None
+            raise
+        with fh:
+            entries = _read(path, fh)
     except LoadError as exc:
         return [LoadFailure(source.name, str(exc))]
     except PermissionError:

@@ -9,6 +9,7 @@ sampling so single pixels and the markers stay visible.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -57,6 +58,9 @@ _LUT = np.stack(
 def colorize(image: np.ndarray) -> np.ndarray:
     """Map a 2D float array to RGB uint8, stretched to its own min..max (NaN → black)."""
     values = np.asarray(image, dtype=np.float64)
+    index = _lut_index(values)
+    if index is not None:
+        return _LUT[index]
     finite = np.isfinite(values)
     if not finite.any():
         return np.zeros((*values.shape, 3), np.uint8)
@@ -65,6 +69,37 @@ def colorize(image: np.ndarray) -> np.ndarray:
     rgb = _LUT[np.clip(np.rint(np.where(finite, scaled, 0.0) * 255), 0, 255).astype(np.intp)]
     rgb[~finite] = 0
     return rgb
+
+
+def _lut_index(values: np.ndarray) -> np.ndarray | None:
+    """Each value's row of the colour map (uint8), or None if any value is not
+    finite (those are black, not a colour of the map): :func:`colorize`'s rule."""
+    lo, hi = values.min(), values.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    if hi <= lo:
+        return np.zeros(values.shape, np.uint8)
+    scaled = values - lo
+    scaled /= hi - lo
+    scaled *= 255
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+_PALETTE = _LUT.tobytes()
+
+
+def _colour_picture(image: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """``colorize(image)`` as an RGB picture of ``size`` (nearest-neighbour); a
+    finite map goes through a palette image, so Pillow does the colour lookup."""
+    values = np.asarray(image, dtype=np.float64)
+    index = _lut_index(values)
+    if index is None:
+        return Image.fromarray(colorize(values)).resize(size, Image.Resampling.NEAREST)
+    picture = Image.fromarray(index, "L")
+    picture.putpalette(_PALETTE)
+    return picture.resize(size, Image.Resampling.NEAREST).convert("RGB")
 
 
 def _views(volume: np.ndarray) -> list[tuple[str, np.ndarray, tuple[int, int]]]:
@@ -129,7 +164,7 @@ def _panel(
     if max(h, w) > TARGET_SIZE * 2:
         zoom = TARGET_SIZE * 2 / max(h, w)  # shrink very large maps
     size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
-    picture = Image.fromarray(colorize(image)).resize(size, Image.Resampling.NEAREST)
+    picture = _colour_picture(image, size)
     sx, sy = size[0] / w, size[1] / h
     label_h = 16
     canvas = Image.new("RGB", (size[0], size[1] + label_h), (24, 24, 24))
@@ -207,15 +242,42 @@ def render_overlay(
     draw = ImageDraw.Draw(canvas)
     heading = title if shown == total else f"{title}  (first {shown} of {total} maps)"
     draw.text((gap, 4), heading, fill=(255, 255, 255), font=_font(14))
-    x = gap
-    y = height - footer + 4
-    for name in points:
+    entries = tuple((name, (legend or {}).get(name, name)) for name in points)
+    canvas.paste(_legend_strip(entries, width, footer, gap), (0, height - footer))
+    return canvas
+
+
+_LEGENDS: dict[tuple, Image.Image] = {}
+_LEGENDS_LOCK = threading.Lock()
+
+
+def _legend_strip(
+    entries: tuple[tuple[str, str], ...], width: int, height: int, gap: int
+) -> Image.Image:
+    """The footer of :func:`render_overlay`: a marker and a text per decoder.
+
+    Every overlay of a run has the same one (text is the slow part of a
+    picture), so it is drawn once per size and kept; callers only paste it.
+    """
+    key = (entries, width, height, gap)
+    with _LEGENDS_LOCK:
+        strip = _LEGENDS.get(key)
+    if strip is not None:
+        return strip
+    strip = Image.new("RGB", (width, height), (40, 40, 40))
+    draw = ImageDraw.Draw(strip)
+    font = _font(12)
+    x, y = gap, 4
+    for name, text in entries:
         shape, colour = MARKERS.get(name, _FALLBACK_MARKER)
         _draw_marker(draw, x + 8, y + 8, shape, colour, 6)
-        text = (legend or {}).get(name, name)
         draw.text((x + 20, y + 1), text, fill=(255, 255, 255), font=font)
         x += 32 + int(draw.textlength(text, font=font))
-    return canvas
+    with _LEGENDS_LOCK:
+        if len(_LEGENDS) >= 64:
+            _LEGENDS.clear()
+        _LEGENDS[key] = strip
+    return strip
 
 
 def overlay_path(out_dir: Path, name: str) -> Path:

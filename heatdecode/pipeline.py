@@ -10,9 +10,10 @@ order, whatever the batch size or thread timing.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +166,13 @@ class _Piece:
 
 
 class _Batcher:
-    """Stacks maps of equal shape and dtype into batches and decodes them."""
+    """Stacks maps of equal shape and dtype into batches and decodes them.
+
+    Each batch is decoded in one background thread (torch releases the GIL)
+    while the calling thread goes on reading files into the next batch. At most
+    one batch is being decoded at a time; its results are copied into the
+    arrays, and ``on_complete`` called, in the calling thread, in batch order.
+    """
 
     def __init__(
         self,
@@ -181,6 +188,9 @@ class _Batcher:
         self.buckets: dict[tuple, deque[_Piece]] = {}
         self.counts: dict[tuple, int] = {}
         self.arrays: dict[int, np.ndarray] = {}  # id(result) -> its maps, until complete
+        self.executor: ThreadPoolExecutor | None = None
+        self.pending: tuple[Future, list[_Piece]] | None = None  # the batch being decoded
+        self.scratch: np.ndarray | None = None  # bytes reused for each batch (decode thread)
 
     def add(self, result: DecodedArray, maps: np.ndarray) -> None:
         flat = maps.reshape(result.maps, *result.spatial_shape)
@@ -195,6 +205,15 @@ class _Batcher:
         for key in list(self.buckets):
             while self.counts[key] > 0:
                 self._run(key, self.batch_size)
+        self.collect()
+
+    def close(self) -> None:
+        """Wait for the batch in flight, if any, and drop it (an interrupted run)."""
+        self.pending = None
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+            self.executor = None
+        self.scratch = None
 
     def _run(self, key: tuple, limit: int) -> None:
         bucket = self.buckets[key]
@@ -210,14 +229,25 @@ class _Batcher:
             else:
                 bucket[0] = _Piece(piece.result, piece.maps[k:], piece.start + k)
         self.counts[key] -= count
-        batch = np.concatenate([p.maps for p in taken]) if len(taken) > 1 else taken[0].maps
-        self._decode(batch, taken)
+        self.collect()
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(1, thread_name_prefix="heatdecode-decode")
+        self.pending = (self.executor.submit(self._compute, [p.maps for p in taken]), taken)
 
-    def _decode(self, batch: np.ndarray, pieces: list[_Piece]) -> None:
+    def collect(self) -> None:
+        """Wait for the batch in flight and hand its results to its arrays."""
+        if self.pending is None:
+            return
+        future, pieces = self.pending
+        self.pending = None
+        self._scatter(*future.result(), pieces)
+
+    def _compute(self, parts: list[np.ndarray]) -> tuple[dict, dict]:
+        batch = parts[0] if len(parts) == 1 else self._concatenate(parts)
         tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         spatial_dims = batch.ndim - 1
-        columns: dict[str, dict[str, np.ndarray]] = {}
-        with torch.no_grad():
+        columns: dict[str, dict[str, np.ndarray | None]] = {}
+        with torch.no_grad():  # grad mode is per thread
             per_map = {"multimodal": _numpy(multimodal(tensor))}
             for run in self.runs:
                 out = decode(
@@ -238,6 +268,23 @@ class _Batcher:
                     "skipped": _numpy(out.skipped),
                     "low_contrast": _numpy(_low_contrast(tensor, run)),
                 }
+        return columns, per_map
+
+    def _concatenate(self, parts: list[np.ndarray]) -> np.ndarray:
+        """The parts stacked into one reused buffer: a fresh batch-sized array
+        each time costs more in page faults than the copy itself. Only one batch
+        is decoded at a time, and its results are copied out before the next."""
+        shape = (sum(len(p) for p in parts), *parts[0].shape[1:])
+        dtype = parts[0].dtype
+        nbytes = math.prod(shape) * dtype.itemsize
+        if self.scratch is None or self.scratch.nbytes < nbytes:
+            self.scratch = None  # free the old buffer before allocating the new one
+            self.scratch = np.empty(nbytes, np.uint8)
+        batch = self.scratch[:nbytes].view(dtype).reshape(shape)
+        np.concatenate(parts, out=batch)
+        return batch
+
+    def _scatter(self, columns: dict, per_map: dict, pieces: list[_Piece]) -> None:
         offset = 0
         for piece in pieces:
             k = len(piece.maps)
@@ -379,8 +426,13 @@ def decode_sources(
         finally:
             for _, pending in queue:
                 pending.cancel()
+            if stopped != "strict":  # done, or interrupted: drop the batch in flight
+                batcher.close()
     if stopped == "strict":
-        batcher.finish()
+        try:
+            batcher.finish()
+        finally:
+            batcher.close()
     waiting = {r.source for r in results if r.pending}
     done = [r for r in results if not r.pending]
     complete = [name for name in loaded if name not in waiting]

@@ -57,7 +57,7 @@ def multimodal(maps: Tensor) -> Tensor:
     ones = [1] * d
     high = x >= (lo + 0.5 * (hi - lo)).reshape(m, *ones)
     # radius of the main peak's half-maximum region, from its area (2D) or volume (3D)
-    count = _count_true(high.reshape(m, -1)).to(x.dtype)
+    count = _count_true(high.reshape(m, -1), spatial[-1]).to(x.dtype)
     radius = torch.sqrt(count / math.pi) if d == 2 else torch.pow(3 * count / (4 * math.pi), 1 / 3)
     separation = torch.clamp(1.5 * radius, min=2.0)
     # far from the top along at least one axis: built from 1-D masks, no distance grid
@@ -72,7 +72,10 @@ def multimodal(maps: Tensor) -> Tensor:
     far &= high
     # only high, far positions can make a map multimodal: test just those for
     # being local maxima (on a clean map there are none at all)
-    candidates = far.nonzero()
+    # far.nonzero() scans every voxel; first find the (usually no) maps holding any
+    rows = far.reshape(m, -1).view(torch.uint8).amax(-1).nonzero()[:, 0]
+    candidates = far[rows].nonzero()
+    candidates[:, 0] = rows[candidates[:, 0]]
     del far, high
     found = _local_maxima_at(x, candidates)
     result = torch.zeros(m, dtype=torch.bool, device=x.device)
@@ -80,10 +83,22 @@ def multimodal(maps: Tensor) -> Tensor:
     return result & (hi > lo)
 
 
-def _count_true(mask: Tensor, chunk: int = 1 << 22) -> Tensor:
+def _count_true(mask: Tensor, row: int = 1, chunk: int = 1 << 22) -> Tensor:
     """Per-row count of a ``(M, N)`` boolean mask, summed in column chunks:
-    torch widens a whole boolean tensor to int64 to sum it (8 bytes a voxel)."""
-    return sum(mask[:, i : i + chunk].sum(-1) for i in range(0, mask.shape[1], chunk))
+    torch widens a whole boolean tensor to int64 to sum it (8 bytes a voxel).
+
+    ``row`` (a divisor of N, e.g. the map's width) lets each chunk be summed
+    in runs of ``row`` columns in int16 first, which is several times faster
+    than one int64 sum; the counts are exact either way.
+    """
+    n = mask.shape[1]
+    if row < 2 or row > 32767 or n % row:
+        return sum(mask[:, i : i + chunk].sum(-1) for i in range(0, n, chunk))
+    step = max(1, chunk // row) * row
+    return sum(
+        mask[:, i : i + step].reshape(len(mask), -1, row).sum(-1, dtype=torch.int16).sum(-1)
+        for i in range(0, n, step)
+    )
 
 
 def _local_maxima_at(x: Tensor, where: Tensor) -> Tensor:
