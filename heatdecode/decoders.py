@@ -94,6 +94,18 @@ def _compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def _check_beta(beta: float) -> float:
+    beta = float(beta)
+    if not (beta > 0 and beta < float("inf")):
+        raise ValueError(f"beta must be a finite number > 0, got {beta}")
+    return beta
+
+
+def _check_normalize(normalize: str) -> None:
+    if normalize not in NORMALIZE_CHOICES:
+        raise ValueError(f"normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
+
+
 def _check_coords(coords: str) -> None:
     if coords not in COORD_CHOICES:
         raise ValueError(f"coords must be one of {COORD_CHOICES}, got {coords!r}")
@@ -569,11 +581,8 @@ def softargmax_decode(
         ([1.0, 0.5], True)
     """
     _check_coords(coords)
-    if normalize not in NORMALIZE_CHOICES:
-        raise ValueError(f"normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
-    beta = float(beta)
-    if not (beta > 0 and beta < float("inf")):
-        raise ValueError(f"beta must be a finite number > 0, got {beta}")
+    _check_normalize(normalize)
+    beta = _check_beta(beta)
     lead, spatial = _check_input(heatmaps, spatial_dims)
     n = spatial.numel()
     cdtype = _compute_dtype(heatmaps.dtype, heatmaps.device)
@@ -717,10 +726,9 @@ class SoftArgmax(nn.Module):
         coords: str = "pixel",
     ) -> None:
         super().__init__()
-        if normalize not in NORMALIZE_CHOICES:
-            raise ValueError(f"normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
+        _check_normalize(normalize)
         _check_coords(coords)
-        self.beta = float(beta)
+        self.beta = _check_beta(beta)
         self.spatial_dims = spatial_dims
         self.normalize = normalize
         self.coords = coords

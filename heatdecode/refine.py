@@ -40,14 +40,16 @@ from __future__ import annotations
 import itertools
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from heatdecode.decoders import (
-    NORMALIZE_CHOICES,
     Decoded,
+    SoftArgmax,
     _argmax_extremes,
+    _check_beta,
     _check_coords,
     _check_input,
+    _check_normalize,
     _compute_dtype,
     _logits,
     to_frame,
@@ -172,18 +174,6 @@ def _check_radius(radius: int) -> int:
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
         raise ValueError(f"radius must be an integer >= 1, got {radius!r}")
     return radius
-
-
-def _check_beta(beta: float) -> float:
-    beta = float(beta)
-    if not (beta > 0 and beta < float("inf")):
-        raise ValueError(f"beta must be a finite number > 0, got {beta}")
-    return beta
-
-
-def _check_normalize(normalize: str) -> None:
-    if normalize not in NORMALIZE_CHOICES:
-        raise ValueError(f"normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
 
 
 def local_softargmax_decode(
@@ -320,7 +310,7 @@ def local_soft_argmax(
     ).coords
 
 
-class LocalSoftArgmax(nn.Module):
+class LocalSoftArgmax(SoftArgmax):
     """``nn.Module`` wrapper of :func:`local_soft_argmax`, for models and losses.
 
     Shape:
@@ -344,14 +334,8 @@ class LocalSoftArgmax(nn.Module):
         coords: str = "pixel",
         radius: int = 2,
     ) -> None:
-        super().__init__()
-        _check_normalize(normalize)
-        _check_coords(coords)
-        self.beta = _check_beta(beta)
+        super().__init__(beta, spatial_dims, normalize, coords)
         self.radius = _check_radius(radius)
-        self.spatial_dims = spatial_dims
-        self.normalize = normalize
-        self.coords = coords
 
     def forward(self, heatmaps: Tensor) -> Tensor:
         return local_soft_argmax(
@@ -364,10 +348,7 @@ class LocalSoftArgmax(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return (
-            f"beta={self.beta}, spatial_dims={self.spatial_dims}, "
-            f"normalize={self.normalize!r}, coords={self.coords!r}, radius={self.radius}"
-        )
+        return f"{super().extra_repr()}, radius={self.radius}"
 
 
 # ---------------------------------------------------------------------------
