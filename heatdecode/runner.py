@@ -115,6 +115,9 @@ class RunReport:
     evaluation: Evaluation | None = None
     resumed_sources: int = 0  # sources taken from an interrupted run's partial outputs
     resumed_maps: int = 0
+    # problems inside the resumed part: they count for the exit code and summary
+    resumed_failures: int = 0
+    resumed_nonfinite: int = 0
     saved_sources: int = 0  # after an interruption: files whose results were saved
 
     @property
@@ -150,7 +153,14 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.failures or self.overlay_errors or self.stopped or self.nonfinite())
+        return not (
+            self.failures
+            or self.overlay_errors
+            or self.stopped
+            or self.nonfinite()
+            or self.resumed_failures
+            or self.resumed_nonfinite
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -393,6 +403,12 @@ def _locked_run(
         overlay_errors=overlay_errors,
         resumed_sources=len(resumed.complete),
         resumed_maps=resumed.maps,
+        resumed_failures=sum(len(f) for f in resumed.failures.values()),
+        resumed_nonfinite=sum(
+            r["status"] == "nonfinite" and r["decoder"] == runs[0].label
+            for rows in resumed.rows.values()
+            for r in rows
+        ),
     )
     interrupted = decoding.stopped == "interrupted"
     # Only whole sources go into the outputs of an interrupted run, so that
@@ -508,8 +524,8 @@ def summary(report: RunReport) -> dict[str, Any]:
         "files": report.sources,
         "arrays": len(report.results),
         "maps": report.maps,
-        "failed_files": len(report.failures),
-        "nonfinite_maps": len(report.nonfinite()),
+        "failed_files": len(report.failures) + report.resumed_failures,
+        "nonfinite_maps": len(report.nonfinite()) + report.resumed_nonfinite,
         "flat_maps": report.flat_count(),
         "distance_to_argmax_px": distances,
         "seconds": round(report.elapsed, 4),

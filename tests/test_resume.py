@@ -157,3 +157,28 @@ def test_an_output_folder_that_cannot_be_created_is_a_usage_error(tmp_path, caps
     (tmp_path / "file").write_text("x")
     assert main(["run", str(tmp_path / "m.npy"), "--out", str(tmp_path / "file" / "sub")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_problems_in_the_resumed_part_still_count(tmp_path):
+    """A bad file or a NaN map decoded before the interruption keeps the exit code at 1."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    maps = np.zeros((2, 6, 8), np.float32)
+    maps[:, 3, 4] = 1.0
+    maps[1, 0, 0] = np.nan
+    np.save(folder / "a.npy", maps)
+    (folder / "b.npy").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main(["run", str(folder), "--out", str(out), "-q", "--no-overlays"]) == 1
+    # turn the finished run into an interrupted one that had done everything
+    document = json.loads((out / "coordinates.json").read_text())
+    document |= {"complete": False, "complete_sources": ["a.npy", "b.npy"]}
+    (out / "coordinates.partial.json").write_text(json.dumps(document))
+    (out / "coordinates.csv").rename(out / "coordinates.partial.csv")
+    (out / "coordinates.json").unlink()
+
+    assert main(["run", str(folder), "--out", str(out), "-q", "--no-overlays", "--resume"]) == 1
+    final = json.loads((out / "coordinates.json").read_text())
+    assert final["summary"]["failed_files"] == 1
+    assert final["summary"]["nonfinite_maps"] == 1
+    assert [f["file"] for f in final["failures"]] == ["b.npy"]
