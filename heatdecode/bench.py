@@ -24,6 +24,32 @@ from torch import Tensor
 
 from heatdecode.family import DECODERS, decode
 
+#: The largest batch benchmarked, in bytes of float32 maps: they are made in
+#: float64 on the CPU first (a few times this while they are made), and every
+#: decoder's temporaries come on top. 1 GiB is e.g. 8 volumes of 256³.
+BENCH_MAX_BYTES = 2**30
+#: The most timed calls per decoder.
+BENCH_MAX_REPEATS = 10_000
+
+
+def check_bench(shape: Sequence[int], repeats: int) -> None:
+    """Refuse a batch over :data:`BENCH_MAX_BYTES` or repeats outside [1, 10⁴], before allocating.
+
+    Example:
+        >>> check_bench((10**5, 10**5, 10**5), 20)
+        Traceback (most recent call last):
+        ...
+        ValueError: shape (100000, 100000, 100000) is 4e+15 bytes of float32 maps; ...
+    """
+    nbytes = 4 * math.prod(int(s) for s in shape)
+    if nbytes > BENCH_MAX_BYTES:
+        raise ValueError(
+            f"shape {tuple(shape)} is {nbytes:.3g} bytes of float32 maps; "
+            f"the most bench makes is {BENCH_MAX_BYTES // 2**30} GiB"
+        )
+    if not 1 <= repeats <= BENCH_MAX_REPEATS:
+        raise ValueError(f"repeats must be from 1 to {BENCH_MAX_REPEATS}, got {repeats}")
+
 
 class BenchRow(NamedTuple):
     """One decoder's timing: ``(decoder, median_ms, maps_per_s)``."""
@@ -150,13 +176,14 @@ def bench_decoders(
 
     Args:
         shape: the batch's shape, e.g. ``(64, 17, 64, 48)``; the last 2 axes
-            (3 for ``spatial_dims=3``) are the map.
+            (3 for ``spatial_dims=3``) are the map. At most 1 GiB of float32
+            (:data:`BENCH_MAX_BYTES`): a bigger one is a ValueError.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; a ValueError if
             it isn't available.
         decoders: names from :data:`~heatdecode.family.DECODERS` (default: all),
             each run with its own default options.
         repeats: timed calls per decoder (after ``warmup`` untimed ones),
-            interleaved round-robin (see :func:`time_round_robin`).
+            interleaved round-robin (see :func:`time_round_robin`); at most 10⁴.
         spatial_dims: 2 or 3; default 3 for shapes of 5 or more axes, else 2.
         seed: the maps' seed (see :func:`synthetic_maps`).
 
@@ -169,6 +196,7 @@ def bench_decoders(
         [('argmax', True)]
     """
     shape = tuple(int(s) for s in shape)
+    check_bench(shape, repeats)
     if spatial_dims is None:
         spatial_dims = 3 if len(shape) >= 5 else 2
     names = list(DECODERS) if decoders is None else list(decoders)

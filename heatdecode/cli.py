@@ -29,7 +29,7 @@ from heatdecode.evaluate import metrics_table
 from heatdecode.family import DECODERS
 from heatdecode.frames import STRIDE_OFFSETS, Frame, parse_per_axis
 from heatdecode.layouts import LayoutError, parse_layout
-from heatdecode.loading import HeatmapArray, LoadFailure, Source
+from heatdecode.loading import HeatmapArray, LoadFailure, Skipped, Source, parse_size
 from heatdecode.pipeline import DecodeSettings
 from heatdecode.resume import PARTIAL_NAMES
 from heatdecode.runner import (
@@ -93,14 +93,25 @@ OverwriteOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")]
 
 
+# Markup and emoji codes off: a file named "[bold]x.npy" or "a:warning:.npy"
+# is shown as it is; every name also passes through display_name, so no
+# control or bidi character reaches the terminal raw.
+_PLAIN = {"highlight": False, "markup": False, "emoji": False}
+
+
 def _out() -> Console:
     """Standard output; when it is a file or a pipe, wide enough for the metrics table."""
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=160)
+    console = Console(**_PLAIN)
+    return console if console.is_terminal else Console(**_PLAIN, width=160)
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, **_PLAIN)
+
+
+def _say(console: Console, text: str) -> None:
+    """Print one line with every character that could act on the terminal escaped."""
+    console.print(display_name(text))
 
 
 def _version(value: bool) -> None:
@@ -191,6 +202,23 @@ def run_command(
             "--resume", help="Finish an interrupted run in --out, skipping the files it decoded."
         ),
     ] = False,
+    max_map_bytes: Annotated[
+        str,
+        typer.Option(
+            help="Largest array one file (or .npz member) may hold, as stored, in bytes or "
+            "with a unit (512M, 4G); bigger ones are refused before they are read. "
+            "[default: 2G]",
+            show_default=False,
+        ),
+    ] = "2G",
+    batch_bytes: Annotated[
+        str,
+        typer.Option(
+            help="Most bytes of maps in one batch, besides --batch-size maps (256M, 1G); "
+            "a bigger map is decoded alone. Results don't depend on it. [default: 256M]",
+            show_default=False,
+        ),
+    ] = "256M",
     quiet: QuietOpt = False,
 ) -> None:
     """Decode heatmaps and write coordinates.csv, coordinates.json and overlays/ into --out."""
@@ -217,6 +245,8 @@ def run_command(
         strict=strict,
         truth=truth,
         resume=resume,
+        max_map_bytes=_size(max_map_bytes, "--max-map-bytes"),
+        batch_bytes=_size(batch_bytes, "--batch-bytes"),
     )
     err = _err()
     with _progress(err, quiet) as (started, loaded):
@@ -224,25 +254,32 @@ def run_command(
             report = run(paths, out, config, on_loaded=loaded, on_start=started)
         except Interrupted as stop:
             done = stop.report
-            err.print(
+            _say(
+                err,
                 f"heatdecode: interrupted; the {done.saved_sources} files finished are in "
                 f"{out / PARTIAL_NAMES['csv']}; rerun with --resume to finish",
-                markup=False,
             )
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt as stop:  # typer would exit 130 without a word
+            # the final write says whether the outputs were all replaced or none was
+            _say(err, f"heatdecode: interrupted {stop}" if str(stop) else "heatdecode: interrupted")
             raise typer.Exit(130) from None
     if report.resumed_sources and not quiet:
         err.print(f"resumed: {report.resumed_sources} files taken from the interrupted run")
+    for note in report.notes:
+        _say(err, f"note: {note}")
     for failure in report.failures:
-        if failure.reason == "no such file or folder":
-            err.print(f"error: {display_name(failure.name)}: {failure.reason}", markup=False)
+        # what discover reported (never loaded, so not printed as files were read)
+        if failure.reason == "no such file or folder" or isinstance(failure, Skipped):
+            _say(err, f"error: {failure.name}: {failure.reason}")
     for name, sample, channel in report.nonfinite():
-        err.print(
-            f"error: {display_name(name)}: sample {sample} channel {channel}: "
+        _say(
+            err,
+            f"error: {name}: sample {sample} channel {channel}: "
             "map contains NaN or Inf, not decoded",
-            markup=False,
         )
     for failure in report.overlay_errors:
-        err.print(f"error: {display_name(failure.name)}: {failure.reason}", markup=False)
+        _say(err, f"error: {failure.name}: {failure.reason}")
     if report.stopped:
         err.print(
             "stopped at the first bad file (--strict); outputs hold the files decoded before it"
@@ -261,6 +298,13 @@ def _layout(text: str) -> str:
         return parse_layout(text)
     except LayoutError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _size(text: str, option: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def _workers(workers: int) -> int:
@@ -303,14 +347,10 @@ def _progress(err: Console, quiet: bool) -> Iterator[tuple[Callable, Callable]]:
     def loaded(source: Source, items: list[HeatmapArray | LoadFailure]) -> None:
         for item in items:
             if isinstance(item, LoadFailure):
-                progress.console.print(
-                    f"error: {display_name(item.name)}: {item.reason}", markup=False
-                )
+                _say(progress.console, f"error: {item.name}: {item.reason}")
             else:
                 for note in item.warnings:
-                    progress.console.print(
-                        f"warning: {display_name(item.name)}: {note}", markup=False
-                    )
+                    _say(progress.console, f"warning: {item.name}: {note}")
         progress.advance(task)
 
     try:
@@ -346,14 +386,14 @@ def _print_summary(report: RunReport, out: Path) -> None:
     for column in ("layout", "map shape", "arrays", "example"):
         shapes.add_column(column)
     for (lay, spatial), names in layouts.items():
-        shapes.add_row(lay, "×".join(map(str, spatial)), str(len(names)), names[0])
+        shapes.add_row(lay, "×".join(map(str, spatial)), str(len(names)), display_name(names[0]))
     console.print(shapes)
     if report.evaluation is not None:
         console.print(metrics_table(report.evaluation))
     for path in report.outputs:
-        console.print(f"wrote {path}", markup=False)
+        _say(console, f"wrote {path}")
     if report.results and (out / "overlays").is_dir():
-        console.print(f"wrote overlays under {out / 'overlays'}", markup=False)
+        _say(console, f"wrote overlays under {out / 'overlays'}")
 
 
 @app.command("sweep")
@@ -400,7 +440,7 @@ def sweep_command(
     with _progress(err, quiet) as (started, loaded):
         result = run_sweep(paths, out, truth, runs, config, on_loaded=loaded, on_start=started)
     if result.plot_error:
-        err.print(f"warning: {result.plot_error}", markup=False)
+        _say(err, f"warning: {result.plot_error}")
     console = _out()
     table = Table(title="best β per decoder and normalisation", title_justify="left")
     for column in ("decoder", "normalize", "best β", "mean error", "median", "PCK@1"):
@@ -420,7 +460,7 @@ def sweep_command(
     if not quiet:
         console.print(table)
         for path in result.outputs:
-            console.print(f"wrote {path}", markup=False)
+            _say(console, f"wrote {path}")
     if winners:
         top = min(winners.values(), key=lambda p: p.metrics.mean)
         console.print(
@@ -447,7 +487,7 @@ def bench_command(
     ] = None,
 ) -> None:
     """Time heatdecode's decoders on your device and shape: median ms and maps/s."""
-    from heatdecode.bench import bench_decoders
+    from heatdecode.bench import bench_decoders, check_bench
 
     try:
         dims = tuple(int(v) for v in shape.split(","))
@@ -455,10 +495,12 @@ def bench_command(
         raise UsageError(f"--shape takes integers separated by commas, got {shape!r}") from None
     if len(dims) < 2 or min(dims) < 1:
         raise UsageError(f"--shape needs at least 2 axes, all >= 1, got {shape!r}")
-    if repeats < 1:
-        raise UsageError(f"--repeats must be at least 1, got {repeats}")
     if spatial_dims not in (None, 2, 3) or len(dims) < (spatial_dims or 2):
         raise UsageError(f"--spatial-dims must be 2 or 3 and fit the shape, got {spatial_dims}")
+    try:
+        check_bench(dims, repeats)  # the sizes bench_decoders accepts, before any allocation
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
     resolved = resolve_device(device)
     names = [_value(d) for d in decoder] if decoder else None
     rows = bench_decoders(dims, resolved, names, repeats, spatial_dims=spatial_dims)
@@ -543,18 +585,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = command.main(args=argv, prog_name="heatdecode", standalone_mode=False)
     except UsageError as exc:
-        _err().print(f"heatdecode: error: {exc}", markup=False)
+        _say(_err(), f"heatdecode: error: {exc}")
         return 2
     except OutputError as exc:
-        _err().print(f"heatdecode: error: {exc}", markup=False)
+        _say(_err(), f"heatdecode: error: {exc}")
         return 1
     except KeyboardInterrupt:
-        _err().print("heatdecode: interrupted", markup=False)
+        _say(_err(), "heatdecode: interrupted")
         return 130
     except Exception as exc:
         # typer's parse errors (a vendored click's UsageError) carry their own exit code
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            _err().print(f"heatdecode: error: {exc.format_message()}", markup=False)
+            _say(_err(), f"heatdecode: error: {exc.format_message()}")
             return int(exc.exit_code)
         code = getattr(exc, "exit_code", None)
         if isinstance(code, int) and type(exc).__name__ in ("Exit", "Abort"):

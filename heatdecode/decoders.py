@@ -94,10 +94,17 @@ def _compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+#: The largest β accepted. β·x̂ must stay finite in float32 for every map
+#: (minmax divides β by the map's span, as small as 2⁻²³ of its range): at
+#: β = 4e38 it overflows and 0·∞ turns the peak's logit into NaN. Far beyond
+#: 1e6 the softmax is the hard argmax anyway.
+BETA_MAX = 1e6
+
+
 def _check_beta(beta: float) -> float:
     beta = float(beta)
-    if not (beta > 0 and beta < float("inf")):
-        raise ValueError(f"beta must be a finite number > 0, got {beta}")
+    if not (beta > 0 and beta <= BETA_MAX):
+        raise ValueError(f"beta must be a finite number > 0 and at most {BETA_MAX:g}, got {beta}")
     return beta
 
 

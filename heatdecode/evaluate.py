@@ -18,7 +18,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +35,9 @@ Key = tuple[str, int, int]  # (file, sample, channel)
 PCK_THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0)
 METRICS_SCHEMA = "heatdecode.metrics/1"
 REQUIRED_TRUTH_COLUMNS = ("file", "sample", "channel", "x", "y")
+#: what a truth file may hold: it is read whole into memory, line by line
+MAX_TRUTH_BYTES = 1 << 30
+MAX_TRUTH_LINE = 1 << 20
 # Coordinates reach us rounded to 6 decimals (coordinates.csv), and e.g.
 # hypot(0.3, 0.4) is 0.5000000000000001: an error this close to a threshold is
 # on it.
@@ -173,8 +178,11 @@ def read_truth(path: Path) -> list[dict[str, Any]]:
     Raises:
         ValueError: naming the file and line, for a missing column, a cell that
             isn't a finite number (or a non-negative integer index), an empty
-            file name or a (file, sample, channel) given twice. Unreadable files
-            raise ``OSError`` as usual.
+            file name, a (file, sample, channel) given twice, a line the CSV
+            reader refuses (a cell over 128 KiB) or over :data:`MAX_TRUTH_LINE`;
+            or for a path that is not a regular file (``/dev/zero``, a FIFO) or
+            holds more than :data:`MAX_TRUTH_BYTES`. Unreadable files raise
+            ``OSError`` as usual.
 
     Example:
         >>> import tempfile
@@ -186,17 +194,42 @@ def read_truth(path: Path) -> list[dict[str, Any]]:
         ('maps.npy', 0, 1, 3.5, 7.0, None)
     """
     path = Path(path)
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path}: not a regular file")
+    if info.st_size > MAX_TRUTH_BYTES:
+        raise ValueError(
+            f"{path}: {info.st_size:,} bytes, over the {MAX_TRUTH_BYTES:,} a truth file may hold"
+        )
     try:
-        # utf-8-sig: spreadsheets save CSV with a byte-order mark
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            lines = list(_truth_lines(path, fh))
+        # utf-8-sig: spreadsheets save CSV with a byte-order mark; O_NONBLOCK: a
+        # FIFO swapped in after the check above can't block the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, encoding="utf-8-sig", newline="") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ValueError(f"{path}: not a regular file")
+            lines = list(_truth_lines(path, _bounded(path, fh)))
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return lines
 
 
-def _truth_lines(path: Path, fh: IO[str]) -> Iterable[dict[str, Any]]:
-    reader = csv.reader(fh)
+def _bounded(path: Path, fh: IO[str]) -> Iterator[str]:
+    """The lines of ``fh``, refusing one over :data:`MAX_TRUTH_LINE` characters
+    or a file growing past :data:`MAX_TRUTH_BYTES` while it is read."""
+    total = 0
+    for number, line in enumerate(iter(lambda: fh.readline(MAX_TRUTH_LINE + 1), ""), 1):
+        if len(line) > MAX_TRUTH_LINE:
+            raise ValueError(f"{path}: line {number}: over {MAX_TRUTH_LINE:,} characters")
+        total += len(line)
+        if total > MAX_TRUTH_BYTES:
+            raise ValueError(f"{path}: over the {MAX_TRUTH_BYTES:,} bytes a truth file may hold")
+        yield line
+
+
+def _truth_lines(path: Path, fh: Iterable[str]) -> Iterable[dict[str, Any]]:
+    rows = csv.reader(fh)
+    reader = _Reader(path, rows)
     header = next(reader, None)
     if header is None:
         raise ValueError(
@@ -251,6 +284,27 @@ def _truth_lines(path: Path, fh: IO[str]) -> Iterable[dict[str, Any]]:
             )
         seen[key] = line
         yield {k: values[k] for k in ("file", "sample", "channel", "decoder", "x", "y", "z")}
+
+
+class _Reader:
+    """A ``csv.reader`` whose errors (a cell over the field limit, a stray
+    quote) name the file and line."""
+
+    def __init__(self, path: Path, reader: Any) -> None:
+        self.path, self.reader = path, reader
+
+    @property
+    def line_num(self) -> int:
+        return int(self.reader.line_num)
+
+    def __iter__(self) -> _Reader:
+        return self
+
+    def __next__(self) -> list[str]:
+        try:
+            return next(self.reader)
+        except csv.Error as exc:
+            raise ValueError(f"{self.path}: line {self.line_num}: {exc}") from None
 
 
 def _describe(key: Key) -> str:

@@ -14,8 +14,21 @@ from typing import Any
 
 from torch import Tensor
 
-from heatdecode.decoders import Decoded, argmax_decode, softargmax_decode
-from heatdecode.refine import dark_decode, local_softargmax_decode, parabola_decode, quarter_decode
+from heatdecode.decoders import (
+    Decoded,
+    _check_beta,
+    _check_normalize,
+    argmax_decode,
+    softargmax_decode,
+)
+from heatdecode.refine import (
+    _check_radius,
+    _check_sigma,
+    dark_decode,
+    local_softargmax_decode,
+    parabola_decode,
+    quarter_decode,
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,36 @@ def resolve_options(decoder: str, **given: Any) -> dict[str, Any]:
     if info is None:
         raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
     parameters = inspect.signature(info.function).parameters
-    return {
+    options = {
         name: given[name] if given.get(name) is not None else parameters[name].default
         for name in info.options
     }
+    check_options(options)
+    return options
+
+
+#: Each option's range check (the decoders run the same ones): β in (0, 1e6],
+#: radius an integer ≥ 1 (a window wider than the map is clamped to it),
+#: σ in [0, 1e4] px or None.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "beta": _check_beta,
+    "normalize": _check_normalize,
+    "radius": _check_radius,
+    "sigma": _check_sigma,
+}
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Refuse an option out of its range before any map is read.
+
+    Raises:
+        ValueError: naming the option, e.g. ``beta must be ... at most 1e+06, got 4e+38``.
+
+    Example:
+        >>> check_options({"beta": 4e38})
+        Traceback (most recent call last):
+        ...
+        ValueError: beta must be a finite number > 0 and at most 1e+06, got 4e+38
+    """
+    for name, value in options.items():
+        _CHECKS[name](value)

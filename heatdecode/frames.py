@@ -29,6 +29,15 @@ from heatdecode.decoders import COORD_CHOICES, to_frame
 
 STRIDE_OFFSETS = ("centre", "none")
 
+#: The largest stride or spacing accepted: coordinates times it stay finite
+#: (a stride of 1e308 made every coordinate ±inf, then NaN in the normalized
+#: frames), with room for any map size. 1e12 is a terapixel per heatmap pixel.
+SCALE_MAX = 1e12
+
+
+def _in_range(values: Sequence[float]) -> bool:
+    return all(np.isfinite(v) and 0 < v <= SCALE_MAX for v in values)
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -49,8 +58,10 @@ class Frame:
             )
         for name in ("stride", "spacing"):
             values = getattr(self, name)
-            if values is not None and not all(np.isfinite(v) and v > 0 for v in values):
-                raise ValueError(f"{name} values must be finite and > 0, got {values}")
+            if values is not None and not _in_range(values):
+                raise ValueError(
+                    f"{name} values must be > 0 and at most {SCALE_MAX:g}, got {values}"
+                )
         if self.spacing is not None and self.coords.startswith("normalized"):
             raise ValueError("spacing is for physical units; it can't go with normalized coords")
 
@@ -75,8 +86,11 @@ def parse_per_axis(text: str, option: str) -> tuple[float, ...]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise ValueError(f"{option} takes numbers separated by commas, got {text!r}") from None
-    if not 1 <= len(values) <= 3 or not all(np.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"{option} takes 1 to 3 numbers > 0 ordered x,y[,z], got {text!r}")
+    if not 1 <= len(values) <= 3 or not _in_range(values):
+        raise ValueError(
+            f"{option} takes 1 to 3 numbers > 0 and at most {SCALE_MAX:g} ordered x,y[,z], "
+            f"got {text!r}"
+        )
     return values
 
 
@@ -100,6 +114,13 @@ def apply_frame(pixel: np.ndarray, spatial: Sequence[int], frame: Frame) -> np.n
         >>> apply_frame(xy, (12, 16), Frame(coords="normalized-edges", stride=(4.0,))).tolist()
         [[-0.9375, -0.9166666666666666], [0.9375, 0.9166666666666667]]
     """
+    # an overflow (a frame built past its checks) shows as inf/NaN, which the
+    # writers report as status nonfinite: no warning on the way
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _apply_frame(pixel, spatial, frame)
+
+
+def _apply_frame(pixel: np.ndarray, spatial: Sequence[int], frame: Frame) -> np.ndarray:
     d = pixel.shape[-1]
     coords = np.asarray(pixel, dtype=np.float64)
     sizes = np.asarray(spatial, dtype=np.float64)  # array order

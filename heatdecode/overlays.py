@@ -9,6 +9,8 @@ sampling so single pixels and the markers stay visible.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -283,6 +285,9 @@ def _legend_strip(
 def overlay_path(out_dir: Path, name: str) -> Path:
     """Where the overlay of ``name`` goes: ``out_dir/overlays/<name>.png``.
 
+    A part of the name too long for a file name (over 255 bytes with ``.png``)
+    is cut and ends in a hash of the whole part instead.
+
     An ``.npz`` member's ``:`` becomes ``__`` (a colon is not portable in file
     names), and absolute or ``..`` parts are dropped so nothing lands outside.
 
@@ -291,4 +296,23 @@ def overlay_path(out_dir: Path, name: str) -> Path:
         'out/overlays/sub/maps.npz__left.png'
     """
     parts = [p for p in PurePosixPath(name.replace(":", "__")).parts if p not in ("/", "..", ".")]
-    return out_dir.joinpath("overlays", *parts).with_name(parts[-1] + ".png")
+    parts = [_fit(p) for p in parts[:-1]] + [_fit(parts[-1], ".png")]
+    return out_dir.joinpath("overlays", *parts)
+
+
+# the file-name limit of Linux, macOS and Windows file systems, in bytes
+NAME_MAX = 255
+
+
+def _fit(part: str, suffix: str = "") -> str:
+    """``part + suffix``, or for names over :data:`NAME_MAX` bytes a prefix of
+    ``part``, ``-`` and a hash of the whole, so that long legal names stay legal."""
+    name = part + suffix
+    if len(os.fsencode(name)) <= NAME_MAX:
+        return name
+    digest = hashlib.sha1(os.fsencode(part)).hexdigest()[:16]
+    tail = f"-{digest}{suffix}"
+    prefix = part
+    while len(os.fsencode(prefix + tail)) > NAME_MAX:
+        prefix = prefix[: -max(1, (len(os.fsencode(prefix + tail)) - NAME_MAX) // 4)]
+    return prefix + tail

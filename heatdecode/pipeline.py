@@ -2,7 +2,8 @@
 
 Files are read by a small thread pool a few files ahead of the decoder
 (``prefetch``), maps of the same spatial shape and dtype are stacked into
-batches of ``batch_size`` and decoded on ``device``. Memory is bounded by the
+batches of ``batch_size`` maps (and at most ``batch_bytes``) and decoded on
+``device``. Memory is bounded by the
 prefetch depth plus one partly filled batch per distinct map shape, not by the
 number of files. Results always come back in the pixel frame and in source
 order, whatever the batch size or thread timing.
@@ -11,6 +12,7 @@ order, whatever the batch size or thread timing.
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,8 +23,12 @@ import numpy as np
 import torch
 
 from heatdecode.family import decode, resolve_options
-from heatdecode.loading import HeatmapArray, LoadFailure, Source, load_source
+from heatdecode.loading import MAX_MAP_BYTES, HeatmapArray, LoadFailure, Source, load_source
 from heatdecode.status import low_contrast, multimodal
+
+#: The default byte limit of a batch (of the maps as loaded): 256 maps of
+#: 64 MB would otherwise be 16 GB on the device, with its temporaries on top.
+BATCH_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,10 @@ class _Piece:
 class _Batcher:
     """Stacks maps of equal shape and dtype into batches and decodes them.
 
+    A batch holds at most ``batch_size`` maps and at most ``batch_bytes`` of
+    them (as loaded; a single map bigger than that is a batch of its own), so
+    memory follows the bytes, not just the count, of what is batched.
+
     Each batch is decoded in one background thread (torch releases the GIL)
     while the calling thread goes on reading files into the next batch. At most
     one batch is being decoded at a time; its results are copied into the
@@ -180,10 +190,13 @@ class _Batcher:
         device: torch.device,
         batch_size: int,
         on_complete: Callable[[DecodedArray, np.ndarray], None],
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
         self.runs = settings.resolved_runs()
         self.device = device
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
+        self.limits: dict[tuple, int] = {}  # maps per batch, for each bucket
         self.on_complete = on_complete
         self.buckets: dict[tuple, deque[_Piece]] = {}
         self.counts: dict[tuple, int] = {}
@@ -198,13 +211,16 @@ class _Batcher:
         self.arrays[id(result)] = maps
         self.buckets.setdefault(key, deque()).append(_Piece(result, flat, 0))
         self.counts[key] = self.counts.get(key, 0) + result.maps
-        while self.counts[key] >= self.batch_size:
-            self._run(key, self.batch_size)
+        if key not in self.limits:
+            per_map = math.prod(result.spatial_shape) * flat.dtype.itemsize
+            self.limits[key] = max(1, min(self.batch_size, self.batch_bytes // max(1, per_map)))
+        while self.counts[key] >= self.limits[key]:
+            self._run(key, self.limits[key])
 
     def finish(self) -> None:
         for key in list(self.buckets):
             while self.counts[key] > 0:
-                self._run(key, self.batch_size)
+                self._run(key, self.limits[key])
         self.collect()
 
     def close(self) -> None:
@@ -350,6 +366,8 @@ def decode_sources(
     workers: int = 4,
     prefetch: int = 8,
     strict: bool = False,
+    max_map_bytes: int = MAX_MAP_BYTES,
+    batch_bytes: int = BATCH_BYTES,
     on_loaded: Callable[[Source, list[HeatmapArray | LoadFailure]], None] | None = None,
     on_complete: Callable[[DecodedArray, np.ndarray], None] | None = None,
 ) -> Decoding:
@@ -361,9 +379,15 @@ def decode_sources(
         on_complete: called with each array's result and its ``(N, C, ...)``
             maps as soon as all its maps are decoded (overlays).
         strict: stop reading at the first file that fails.
+        max_map_bytes: the most one array may take as stored; a bigger one is
+            refused before it is read (see :func:`load_source`).
+        batch_bytes: the most bytes of maps in one batch besides ``batch_size``
+            maps (a map bigger than that is decoded alone); results don't
+            depend on it.
 
     A KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one) stops the run
-    within one batch: reads in flight finish, queued reads are cancelled, and
+    within one batch: reads in flight stop at their next piece of data, queued
+    reads are cancelled, and
     what was decoded so far is returned with ``stopped="interrupted"``.
 
     Example:
@@ -377,6 +401,8 @@ def decode_sources(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_bytes < 1:
+        raise ValueError(f"batch_bytes must be at least 1, got {batch_bytes}")
     results: list[DecodedArray] = []
     failures: list[tuple[str, LoadFailure]] = []
     loaded: list[str] = []
@@ -385,7 +411,7 @@ def decode_sources(
         if on_complete is not None:
             on_complete(result, maps)
 
-    batcher = _Batcher(settings, torch.device(device), batch_size, completed)
+    batcher = _Batcher(settings, torch.device(device), batch_size, completed, batch_bytes)
     stopped: str | None = None
     runs = settings.resolved_runs()
     with ThreadPoolExecutor(
@@ -393,11 +419,13 @@ def decode_sources(
     ) as pool:
         queue: deque = deque()
         remaining = iter(sources)
+        cancel = threading.Event()  # set when the run stops: in-flight reads give up
 
         def submit_next() -> None:
             source = next(remaining, None)
             if source is not None:
-                queue.append((source, pool.submit(load_source, source, layout)))
+                future = pool.submit(load_source, source, layout, max_map_bytes, cancel)
+                queue.append((source, future))
 
         try:
             for _ in range(max(1, prefetch)):
@@ -424,6 +452,7 @@ def decode_sources(
         except KeyboardInterrupt:
             stopped = "interrupted"
         finally:
+            cancel.set()  # a read still in flight is not waited for to its end
             for _, pending in queue:
                 pending.cancel()
             if stopped != "strict":  # done, or interrupted: drop the batch in flight

@@ -176,6 +176,24 @@ def _check_radius(radius: int) -> int:
     return radius
 
 
+def _window_radii(radius: int, spatial: torch.Size) -> list[int]:
+    """The window's radius on each axis, x first: ``radius`` clamped to the axis.
+
+    Offsets beyond ``n − 1`` on an axis of ``n`` pixels fall outside the map
+    from any argmax and get zero weight, so leaving them out changes nothing,
+    and a huge ``radius`` costs at most ``(2n − 1)`` offsets per axis instead
+    of ``2r + 1``: the window never has more than 2^d times the map's pixels.
+    """
+    return [min(radius, n - 1) for n in reversed(spatial)]
+
+
+def _window_offsets(radii: list[int], device: torch.device) -> Tensor:
+    """``(K, d)`` offsets of the window, x first, x varying fastest (row-major order)."""
+    spans = [torch.arange(-r, r + 1, device=device) for r in reversed(radii)]
+    grids = torch.meshgrid(*spans, indexing="ij")  # array order: x (the last) fastest
+    return torch.stack([g.reshape(-1) for g in reversed(grids)], -1)
+
+
 def local_softargmax_decode(
     heatmaps: Tensor,
     beta: float = LOCAL_BETA,
@@ -248,12 +266,8 @@ def local_softargmax_decode(
     radius = _check_radius(radius)
     peak = _Peak(heatmaps, spatial_dims)
     device = peak.index.device
-    span = range(-radius, radius + 1)
-    # itertools.product varies its last factor fastest; reversing each tuple
-    # keeps x first like every coordinate here
-    offsets = torch.tensor(
-        [o[::-1] for o in itertools.product(span, repeat=spatial_dims)], device=device
-    )
+    radii = _window_radii(radius, peak.spatial)
+    offsets = _window_offsets(radii, device)
     window, valid = peak.gather(offsets)
     if torch.is_grad_enabled() and peak.values.requires_grad and normalize != "none":
         # minmax/max scale with the map's max and min: their gradients count
@@ -270,7 +284,8 @@ def local_softargmax_decode(
     mean = (p[:, :, None] * offset).sum(1)  # (M, d)
     variance = (p[:, :, None] * (offset - mean[:, None, :]) ** 2).sum(1).sum(-1)
     pixel = peak.index.to(peak.cdtype) + mean
-    clipped = ((peak.index < radius) | (peak.index > peak.sizes - 1 - radius)) & peak.extent
+    reach = torch.tensor(radii, device=device)
+    clipped = ((peak.index < reach) | (peak.index > peak.sizes - 1 - reach)) & peak.extent
     return peak.decoded(
         pixel,
         coords,
@@ -453,12 +468,22 @@ def parabola_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixe
 # ---------------------------------------------------------------------------
 
 
+#: The largest σ accepted, in pixels. The kernel has ⌊4σ + ½⌋ taps a side,
+#: one Python step each: σ = 1e10 asked for 320 GB. 1e4 px is far wider than
+#: any map DARK's 3-pixel Newton step is meant for (a kernel much wider than
+#: the map only smooths it to its own outline).
+DARK_SIGMA_MAX = 1e4
+
+
 def _check_sigma(sigma: float | None) -> float | None:
     if sigma is None:
         return None
     sigma = float(sigma)
-    if not (sigma >= 0 and sigma < float("inf")):
-        raise ValueError(f"sigma must be None or a finite number >= 0, got {sigma}")
+    if not (sigma >= 0 and sigma <= DARK_SIGMA_MAX):
+        raise ValueError(
+            f"sigma must be a number from 0 to {DARK_SIGMA_MAX:g} px (or None: estimated), "
+            f"got {sigma}"
+        )
     return sigma
 
 

@@ -12,8 +12,10 @@ run would have, row for row; then the partial files are removed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,23 +29,34 @@ RESUME_KEYS = ("runs", "coords", "stride", "stride_offset", "spacing", "layout")
 
 
 class OutputBusy(RuntimeError):
-    """Another run holds the lock on this output folder."""
+    """Another run holds the lock on this output folder, or the lock can't be taken."""
 
 
 @contextmanager
 def output_lock(out_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``out_dir`` for the duration of a run.
 
+    The lock file is opened without following a symlink and must be a regular
+    file: a link planted at its name can't make the run write elsewhere.
+
     Raises:
-        OutputBusy: another process holds it.
+        OutputBusy: another process holds it, or the lock file can't be used
+            (a symlink, a folder, a full disk), in one line.
     """
     try:
         import fcntl
     except ImportError:  # Windows: no flock; runs are not protected from each other
         yield
         return
-    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    path = out_dir / LOCK_NAME
+    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise OutputBusy(f"can't use the lock file {path}: {_why(exc)}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputBusy(f"can't use the lock file {path}: not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -52,11 +65,22 @@ def output_lock(out_dir: Path) -> Iterator[None]:
                 f"another heatdecode run ({holder}) is writing to {out_dir}; "
                 "wait for it to finish or choose another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        except OSError as exc:  # a full disk, say
+            raise OutputBusy(f"can't write the lock file {path}: {_why(exc)}") from None
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a symlink (remove it; heatdecode never writes through links)"
+    if exc.errno == errno.EISDIR:
+        return "it is a folder"
+    return exc.strerror or str(exc)
 
 
 @dataclass
@@ -73,37 +97,112 @@ class Resumed:
         return sum(f["samples"] * f["channels"] for fs in self.files.values() for f in fs)
 
 
-def read_partial(out_dir: Path, settings: dict[str, Any]) -> Resumed | None:
+def read_partial(
+    out_dir: Path, settings: dict[str, Any], inputs: dict[str, Any] | None = None
+) -> Resumed | None:
     """The partial outputs in ``out_dir``, or None if there are none.
 
+    ``inputs`` is this run's :func:`input_record`; the sources the interrupted
+    run finished must be the same files now (same path, size and mtime).
+
     Raises:
-        ValueError: the partial JSON is unreadable, or was written with other
-            settings (its rows would not match the ones decoded now).
+        ValueError: the partial JSON is unreadable or incomplete (one line
+            naming the missing key), or was written with other settings or
+            inputs (its rows would not match the ones decoded now).
     """
     path = out_dir / PARTIAL_NAMES["json"]
     if not path.exists():
         return None
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        complete = document["complete_sources"]
-        before = document["settings"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return _resumed(document, settings, inputs)
+    except _Malformed as exc:
+        raise ValueError(f"can't resume from {path}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        if str(exc).startswith("can't resume:"):
+            raise
         raise ValueError(f"can't resume from {path}: {exc!r}") from None
+
+
+class _Malformed(Exception):
+    """The partial JSON lacks a key or has a value of the wrong type."""
+
+
+def _get(entry: Any, key: str, where: str, kind: type | tuple[type, ...] = object) -> Any:
+    if not isinstance(entry, dict):
+        raise _Malformed(f"{where} is not an object")
+    if key not in entry:
+        raise _Malformed(f"missing key {key!r} in {where}")
+    value = entry[key]
+    if not isinstance(value, kind):
+        raise _Malformed(f"{key!r} in {where} has the wrong type")
+    return value
+
+
+def _resumed(document: Any, settings: dict[str, Any], inputs: dict[str, Any] | None) -> Resumed:
+    complete = _get(document, "complete_sources", "the document", list)
+    before = _get(document, "settings", "the document", dict)
     changed = [k for k in RESUME_KEYS if before.get(k) != settings.get(k)]
     if changed:
         raise ValueError(
             f"can't resume: {', '.join(changed)} differ from the interrupted run's; "
             "run with the same options, or start over with --overwrite"
         )
+    if inputs is not None:
+        _check_inputs(document.get("resume_inputs"), inputs, complete)
     resumed = Resumed(complete=set(complete))
-    for entry in document.get("files", []):
-        resumed.files.setdefault(entry["source"], []).append(entry)
-    for entry in document.get("failures", []):
-        resumed.failures.setdefault(entry["source"], []).append(entry)
+    for i, entry in enumerate(_get(document, "files", "the document", list)):
+        source = _get(entry, "source", f"files[{i}]", str)
+        for key, kind in (("file", str), ("samples", int), ("channels", int)):
+            _get(entry, key, f"files[{i}]", kind)
+        resumed.files.setdefault(source, []).append(entry)
+    for i, entry in enumerate(_get(document, "failures", "the document", list)):
+        source = _get(entry, "source", f"failures[{i}]", str)
+        resumed.failures.setdefault(source, []).append(entry)
     source_of = {f["file"]: source for source, fs in resumed.files.items() for f in fs}
-    for row in document.get("rows", []):
-        resumed.rows.setdefault(source_of[row["file"]], []).append(row)
+    for i, row in enumerate(_get(document, "rows", "the document", list)):
+        for key in ("status", "decoder", "x", "y"):
+            _get(row, key, f"rows[{i}]")
+        file = _get(row, "file", f"rows[{i}]", str)
+        if file not in source_of:
+            raise _Malformed(f"rows[{i}] names {file!r}, which is in no files entry")
+        resumed.rows.setdefault(source_of[file], []).append(row)
     return resumed
+
+
+def input_record(inputs: list[str], sources: dict[str, Path]) -> dict[str, Any]:
+    """What identifies this run's inputs: the input paths resolved, and for each
+    source (by name) its resolved path, size and modification time, from one
+    ``stat`` each."""
+    files: dict[str, Any] = {}
+    for name, path in sources.items():
+        try:
+            info = path.stat()
+            files[name] = [os.path.realpath(path), info.st_size, info.st_mtime_ns]
+        except OSError:  # unreadable or a symlink loop: reported later
+            files[name] = [os.path.realpath(path), None, None]
+    # realpath, unlike Path.resolve, gives an answer for a symlink loop too
+    return {"paths": [os.path.realpath(p) for p in inputs], "files": files}
+
+
+def _check_inputs(before: Any, now: dict[str, Any], complete: list[str]) -> None:
+    if not isinstance(before, dict):
+        raise _Malformed("missing key 'resume_inputs' in the document")
+    if before.get("paths") != now["paths"]:
+        raise ValueError(
+            "can't resume: the inputs differ from the interrupted run's "
+            f"({', '.join(before.get('paths') or [])}); run on the same inputs, "
+            "or start over with --overwrite"
+        )
+    old = before.get("files") if isinstance(before.get("files"), dict) else {}
+    changed = [name for name in complete if old.get(name) != now["files"].get(name)]
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        shown = ", ".join(changed[:3]) + more
+        raise ValueError(
+            f"can't resume: {shown} changed since the interrupted run (other file, size or "
+            "modification time); start over with --overwrite"
+        )
 
 
 def remove_partial(out_dir: Path) -> None:

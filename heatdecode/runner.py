@@ -1,17 +1,25 @@
 """``heatdecode run`` as a library call: decode paths and write every output.
 
-:func:`run` is what the CLI calls; it is usable on its own. It checks the
-output folder before any work, decodes with :mod:`heatdecode.pipeline`, renders
-overlays in background threads as arrays complete, and writes
-``coordinates.csv`` / ``coordinates.json`` atomically at the end.
+:func:`run` is what the CLI calls; it is usable on its own. It takes the
+output folder's lock, then checks the folder and discovers the inputs (so two
+runs can't both pass the check), decodes with :mod:`heatdecode.pipeline`,
+renders overlays in background threads as arrays complete, and writes
+``coordinates.csv`` / ``coordinates.json`` (and metrics) at the end under
+temporary names, renaming them all into place together.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import signal
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import BoundedSemaphore
@@ -22,11 +30,12 @@ import torch
 
 from heatdecode import __version__
 from heatdecode.evaluate import Evaluation, evaluate, read_truth, write_metrics
-from heatdecode.family import DECODERS
-from heatdecode.frames import Frame
-from heatdecode.loading import HeatmapArray, LoadFailure, Source, discover
+from heatdecode.family import DECODERS, check_options
+from heatdecode.frames import Frame, apply_frame
+from heatdecode.loading import MAX_MAP_BYTES, HeatmapArray, LoadFailure, Source, discover
 from heatdecode.overlays import overlay_path, render_overlay
 from heatdecode.pipeline import (
+    BATCH_BYTES,
     DecodedArray,
     DecoderRun,
     DecodeSettings,
@@ -34,12 +43,13 @@ from heatdecode.pipeline import (
     decode_sources,
 )
 from heatdecode.resume import (
+    LOCK_NAME,
     PARTIAL_NAMES,
     OutputBusy,
     Resumed,
+    input_record,
     output_lock,
     read_partial,
-    remove_partial,
 )
 from heatdecode.writers import (
     CSV_COLUMNS,
@@ -86,6 +96,8 @@ class RunConfig:
     strict: bool = False
     truth: Path | None = None
     resume: bool = False
+    max_map_bytes: int = MAX_MAP_BYTES  # the most one array may take (see load_source)
+    batch_bytes: int = BATCH_BYTES  # the most bytes of maps in one batch (see decode_sources)
 
 
 class Interrupted(Exception):
@@ -119,6 +131,10 @@ class RunReport:
     resumed_failures: int = 0
     resumed_nonfinite: int = 0
     saved_sources: int = 0  # after an interruption: files whose results were saved
+    # the summary's counts over both parts, old and new (see _totals)
+    totals: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. folders skipped as old outputs
+    nonfinite_rows: int = 0  # rows written as "nonfinite", old and new: never an ok run
 
     @property
     def maps(self) -> int:
@@ -160,6 +176,7 @@ class RunReport:
             or self.nonfinite()
             or self.resumed_failures
             or self.resumed_nonfinite
+            or self.nonfinite_rows
         )
 
 
@@ -241,7 +258,7 @@ def _legend(run: DecoderRun) -> str:
 
 
 def _overlay_job(
-    out_dir: Path, result: DecodedArray, maps: np.ndarray, legend: dict[str, str]
+    out_dir: Path, result: DecodedArray, maps: np.ndarray, legend: dict[str, str], path: Path
 ) -> Path:
     flat_maps = maps.reshape(result.maps, *result.spatial_shape)
     points = {}
@@ -254,8 +271,9 @@ def _overlay_job(
     else:
         labels = [f"n{n} c{c}" for n in range(result.samples) for c in range(result.channels)]
     image = render_overlay(flat_maps, points, f"{result.name}  [{result.layout}]", labels, legend)
-    path = overlay_path(out_dir, result.name)
-    atomic_write(path, lambda fh: image.save(fh, format="PNG", compress_level=1), binary=True)
+    # root: every folder under out_dir is opened without following symlinks
+    save = lambda fh: image.save(fh, format="PNG", compress_level=1)  # noqa: E731
+    atomic_write(path, save, binary=True, root=out_dir)
     return path
 
 
@@ -282,50 +300,131 @@ def run(
     runs = _check_config(config)
     device = resolve_device(config.device)
     out_dir = Path(out_dir)
-    check_out_dir(
-        out_dir,
-        formats,
-        config.overwrite or config.resume,
-        metrics=config.truth is not None,
-    )
-    truth = _read_truth(config.truth) if config.truth is not None else None
-    sources, missing = discover(paths, exclude=[out_dir])
-    if not sources:
-        reason = (
-            "; ".join(f"{f.name}: {f.reason}" for f in missing)
-            or "no .npy, .npz, .png or .tif files found"
-        )
-        raise UsageError(f"nothing to decode ({reason})")
+    overwrite = config.overwrite or config.resume
+    metrics = config.truth is not None
+    check_out_dir(out_dir, formats, overwrite, metrics=metrics)  # fail fast, before the lock
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {out_dir}: {exc.strerror or exc}") from None
     try:
         with output_lock(out_dir):
-            return _locked_run(
+            try:
+                # again under the lock: another run may have finished here meanwhile
+                check_out_dir(out_dir, formats, overwrite, metrics=metrics)
+                _check_output_entries(out_dir)
+                truth = _read_truth(config.truth) if config.truth is not None else None
+                notes: list[str] = []
+                sources, missing = _discover(paths, out_dir, notes)
+                if not sources:
+                    reason = (
+                        "; ".join(f"{f.name}: {f.reason}" for f in missing)
+                        or "no .npy, .npz, .png or .tif files found"
+                    )
+                    raise UsageError(f"nothing to decode ({reason})")
+            except UsageError:
+                if created:  # leave no trace of a run that did nothing
+                    _remove_new_folder(out_dir)
+                raise
+            report = _locked_run(
                 paths, out_dir, config, formats, runs, device, truth, sources, missing,
                 started, on_loaded, on_start,
             )  # fmt: skip
+            report.notes = notes
+            return report
     except OutputBusy as exc:
         raise UsageError(str(exc)) from None
+
+
+#: what a run writes into --out: only these are left out when --out is (inside) an input
+OWN_FOLDERS = ("overlays",)
+OWN_FILES = ("sweep.png",)  # the only output with a heatmap suffix besides the overlays
+
+
+def _discover(
+    paths: Sequence[str | os.PathLike[str]], out_dir: Path, notes: list[str]
+) -> tuple[list[Source], list[LoadFailure]]:
+    """:func:`discover`, leaving out ``out_dir``'s own outputs and the folders of
+    earlier runs (a note for each of those)."""
+    out = out_dir.resolve()
+
+    def skip(path: Path) -> bool:
+        if path.name in OWN_FOLDERS or path.name in OWN_FILES:
+            if path.parent.resolve() == out:
+                return True
+            if _is_old_output(path.parent, out):  # e.g. an input folder used as --out before
+                notes.append(f"skipped {path}: an earlier heatdecode run's output")
+                return True
+        if _is_old_output(path, out):
+            notes.append(f"skipped {path}: it holds an earlier heatdecode run's outputs")
+            return True
+        return False
+
+    return discover(paths, skip=skip)
+
+
+def _is_old_output(folder: Path, out: Path) -> bool:
+    """A folder carrying heatdecode's marker (its lock file, or a coordinates.json
+    of ours), other than this run's own --out."""
+    try:
+        marked = (folder / LOCK_NAME).exists() or _ours(folder / OUTPUT_NAMES["json"])
+        return marked and folder.resolve() != out
+    except (OSError, RuntimeError):  # unreadable, or a symlink loop: discover reports it
+        return False
+
+
+def _ours(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        return JSON_SCHEMA.encode() in fh.read(200)
+
+
+def _check_output_entries(out_dir: Path) -> None:
+    """Refuse symlinked output names in ``out_dir``: nothing is written through a link."""
+    names = [*OUTPUT_NAMES.values(), *PARTIAL_NAMES.values(), *METRICS_NAMES, *OWN_FOLDERS]
+    for name in names:
+        path = out_dir / name
+        if path.is_symlink():
+            raise UsageError(f"{path} is a symlink; heatdecode writes only inside --out: remove it")
+    overlays = out_dir / OWN_FOLDERS[0]
+    if overlays.exists() and not overlays.is_dir():
+        raise UsageError(f"{overlays} is a file; overlays go in a folder of that name")
+
+
+def _remove_new_folder(out_dir: Path) -> None:
+    try:
+        (out_dir / LOCK_NAME).unlink(missing_ok=True)
+        out_dir.rmdir()
+    except OSError:
+        pass
 
 
 def _check_config(config: RunConfig) -> tuple[DecoderRun, ...]:
     """Every option checked before any file is read."""
     if config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if config.max_map_bytes < 1:
+        raise UsageError(f"--max-map-bytes must be at least 1 byte, got {config.max_map_bytes}")
+    if config.batch_bytes < 1:
+        raise UsageError(f"--batch-bytes must be at least 1 byte, got {config.batch_bytes}")
     runs = config.settings.resolved_runs()
     if not runs:
         raise UsageError("no decoder chosen")
     for run_ in runs:
         if run_.decoder not in DECODERS:
             raise UsageError(f"unknown decoder {run_.decoder!r}; choose from {', '.join(DECODERS)}")
-        if run_.radius is not None and run_.radius < 1:
-            raise UsageError(f"--radius must be at least 1, got {run_.radius}")
-        if run_.sigma is not None and not (np.isfinite(run_.sigma) and run_.sigma > 0):
+        if run_.sigma is not None and not run_.sigma > 0:  # the library allows 0: no smoothing
             raise UsageError(f"--sigma must be a finite number > 0, got {run_.sigma}")
-        if run_.beta is not None and not (np.isfinite(run_.beta) and run_.beta > 0):
-            raise UsageError(f"--beta must be a finite number > 0, got {run_.beta}")
+        given = {"beta": run_.beta, "normalize": run_.normalize, "radius": run_.radius}
+        given["sigma"] = run_.sigma
+        try:
+            # every range is checked in the library; an option given is checked
+            # even where no decoder chosen takes it
+            check_options({k: v for k, v in given.items() if v is not None})
+        except ValueError as exc:
+            raise UsageError(f"--{exc}") from None
     return runs
 
 
@@ -344,10 +443,11 @@ def _locked_run(
     on_start: Callable[[int], None] | None,
 ) -> RunReport:
     settings = _settings(config, paths, str(device), runs)
+    inputs = input_record([os.fspath(p) for p in paths], {s.name: s.path for s in sources})
     resumed = None
     if config.resume:
         try:
-            resumed = read_partial(out_dir, settings)
+            resumed = read_partial(out_dir, settings, inputs)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     resumed = resumed or Resumed()
@@ -356,7 +456,8 @@ def _locked_run(
         on_start(len(todo))
 
     legend = {run_.label: _legend(run_) for run_ in runs}
-    jobs: list[tuple[str, Future]] = []
+    jobs: list[tuple[DecodedArray, Future]] = []
+    places = _OverlayPlaces(out_dir, resumed)
     slots = BoundedSemaphore(2 * max(1, config.workers))
     renderer = ThreadPoolExecutor(
         max_workers=max(1, config.workers), thread_name_prefix="heatdecode-draw"
@@ -365,10 +466,11 @@ def _locked_run(
     def completed(result: DecodedArray, maps: np.ndarray) -> None:
         if not config.overlays:
             return
+        path = places.claim(result.name)
         slots.acquire()  # bounds the arrays held by pending overlay jobs
-        future = renderer.submit(_overlay_job, out_dir, result, maps, legend)
+        future = renderer.submit(_overlay_job, out_dir, result, maps, legend, path)
         future.add_done_callback(lambda _: slots.release())
-        jobs.append((result.name, future))
+        jobs.append((result, future))
 
     try:
         decoding = decode_sources(
@@ -380,19 +482,32 @@ def _locked_run(
             workers=config.workers,
             prefetch=config.prefetch,
             strict=config.strict,
+            max_map_bytes=config.max_map_bytes,
+            batch_bytes=config.batch_bytes,
             on_loaded=on_loaded,
             on_complete=completed,
         )
     finally:
-        renderer.shutdown(wait=True)
+        renderer.shutdown(wait=True)  # every overlay submitted is finished or failed
     overlays: dict[str, Path] = {}
     overlay_errors: list[LoadFailure] = []
-    for name, future in jobs:
+    overlay_sources: dict[str, str] = {}
+    for result, future in jobs:
         try:
-            overlays[name] = future.result()
+            overlays[result.name] = future.result()
         except Exception as exc:  # a full disk, say: report it, keep the coordinates
-            overlay_errors.append(LoadFailure(name, f"overlay not written ({exc})"))
+            overlay_errors.append(LoadFailure(result.name, f"{OVERLAY_FAILED} ({exc})"))
+            overlay_sources[result.name] = result.source
 
+    interrupted = decoding.stopped == "interrupted"
+    # Only whole sources go into the outputs of an interrupted run, so that
+    # --resume can skip exactly those and redo the rest; a source is whole once
+    # its overlays are drawn too (the signal may have come before one was queued).
+    keep = set(decoding.complete) if interrupted else {s.name for s in todo}
+    if interrupted and config.overlays:
+        queued = {result.name for result, _ in jobs}
+        keep -= {r.source for r in decoding.results if r.name not in queued}
+    overlay_errors = [f for f in overlay_errors if overlay_sources[f.name] in keep]
     report = RunReport(
         results=decoding.results,
         failures=missing + [f for _, f in decoding.failures],
@@ -410,40 +525,138 @@ def _locked_run(
             for r in rows
         ),
     )
-    interrupted = decoding.stopped == "interrupted"
-    # Only whole sources go into the outputs of an interrupted run, so that
-    # --resume can skip exactly those and redo the rest.
-    keep = set(decoding.complete) if interrupted else {s.name for s in todo}
     per_source = _per_source(
-        sources, missing, decoding, resumed, keep, config.frame, out_dir, overlays
-    )
+        sources, missing, decoding, resumed, keep, config.frame, out_dir, overlays,
+        overlay_errors, overlay_sources,
+    )  # fmt: skip
     rows = [row for entry in per_source for row in entry.rows]
-    names = PARTIAL_NAMES if interrupted else OUTPUT_NAMES
-    try:
-        if "csv" in formats or interrupted:
-            write_csv(out_dir / names["csv"], rows)
-            report.outputs.append(out_dir / names["csv"])
-        if truth is not None and not interrupted:
-            try:
-                report.evaluation = evaluate(rows, truth)
-            except ValueError as exc:  # e.g. two inputs with the same file name
-                raise UsageError(f"--truth: {exc}") from None
-            report.outputs.extend(write_metrics(out_dir, report.evaluation))
-        report.elapsed = time.perf_counter() - started
-        if "json" in formats or interrupted:
-            document = _document(report, settings, per_source, rows, interrupted)
-            write_json(out_dir / names["json"], document)
-            report.outputs.append(out_dir / names["json"])
-        if not interrupted:
-            remove_partial(out_dir)
-    except OSError as exc:
-        where = getattr(exc, "filename", None) or out_dir
-        raise OutputError(f"could not write {where}: {exc.strerror or exc}") from None
+    report.nonfinite_rows = sum(row["status"] == "nonfinite" for row in rows)
+    report.totals = _totals(report.sources, per_source, runs, config.frame)
+    if interrupted:
+        report.saved_sources = len(resumed.complete) + len(keep)
+        names = PARTIAL_NAMES
+        done = resumed.complete | keep
+        inputs["files"] = {k: v for k, v in inputs["files"].items() if k in done}
+    else:
+        names = OUTPUT_NAMES
+    staged: dict[str, Callable[[Path], None]] = {}
+    if "csv" in formats or interrupted:
+        staged[names["csv"]] = lambda path: write_csv(path, rows)
+    if truth is not None and not interrupted:
+        try:
+            report.evaluation = evaluate(rows, truth)
+        except ValueError as exc:  # e.g. two inputs with the same file name
+            raise UsageError(f"--truth: {exc}") from None
+        evaluation = report.evaluation
+        for i, name in enumerate(METRICS_NAMES):
+            staged[name] = lambda path, i=i: _write_metric(path, evaluation, i)
+    report.elapsed = time.perf_counter() - started
+    if "json" in formats or interrupted:
+        document = _document(report, settings, per_source, rows, interrupted)
+        if interrupted:
+            document["resume_inputs"] = inputs
+        staged[names["json"]] = lambda path: write_json(path, document)
+    report.outputs = _commit(out_dir, staged, remove=() if interrupted else PARTIAL_NAMES.values())
     report.elapsed = time.perf_counter() - started
     if interrupted:
-        report.saved_sources = len(resumed.complete) + len(decoding.complete)
         raise Interrupted(report)
     return report
+
+
+OVERLAY_FAILED = "overlay not written"
+
+
+class _OverlayPlaces:
+    """One overlay path per array name, unique within the run: names that map
+    to the same file (``x.npy`` and ``../x.npy``, ``a:b`` and ``a__b``) get a
+    hash of the name added. Paths recorded by the resumed part are taken first."""
+
+    def __init__(self, out_dir: Path, resumed: Resumed) -> None:
+        self.out_dir = out_dir
+        self.taken = {f["overlay"] for fs in resumed.files.values() for f in fs if f.get("overlay")}
+
+    def claim(self, name: str) -> Path:
+        path = overlay_path(self.out_dir, name)
+        if self._key(path) in self.taken:
+            digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+            path = overlay_path(self.out_dir, f"{name}-{digest}")
+        self.taken.add(self._key(path))
+        return path
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.out_dir).as_posix()
+
+
+def _write_metric(path: Path, evaluation: Evaluation, index: int) -> None:
+    """Write one of ``metrics.csv``/``metrics.json`` (by ``index``) at ``path``."""
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".hd-") as tmp:
+        written = write_metrics(Path(tmp), evaluation)[index]
+        os.replace(written, path)
+
+
+def _commit(
+    out_dir: Path, staged: dict[str, Callable[[Path], None]], remove: Iterable[str] = ()
+) -> list[Path]:
+    """Write every output under a temporary name, then rename them all into place.
+
+    Either all the new outputs are in place or none is: Ctrl-C/SIGTERM while
+    staging leaves the previous ones untouched, and during the renames it is
+    held back until they are done (a ``KeyboardInterrupt`` saying so follows).
+
+    Raises:
+        OutputError: a write failed; nothing was replaced.
+        KeyboardInterrupt: interrupted; its message says what was written.
+    """
+    temps: dict[str, Path] = {}
+    try:
+        for name, write in staged.items():
+            temps[name] = out_dir / f".hd-{uuid.uuid4().hex[:12]}.{name}.tmp"
+            write(temps[name])
+    except BaseException as exc:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(
+                "while writing the outputs; none was replaced, the previous ones are intact"
+            ) from None
+        if isinstance(exc, OSError):
+            where = getattr(exc, "filename", None) or out_dir
+            raise OutputError(f"could not write {where}: {exc.strerror or exc}") from None
+        raise
+    with _signals_held() as held:
+        try:
+            for name, tmp in temps.items():
+                os.replace(tmp, out_dir / name)
+            for name in remove:
+                (out_dir / name).unlink(missing_ok=True)
+        except OSError as exc:  # the folder vanished, say
+            for tmp in temps.values():
+                tmp.unlink(missing_ok=True)
+            raise OutputError(f"could not write {out_dir / name}: {exc.strerror or exc}") from None
+    written = [out_dir / name for name in staged]
+    if held:
+        raise KeyboardInterrupt("after every output was written: " + ", ".join(map(str, written)))
+    return written
+
+
+@contextmanager
+def _signals_held() -> Iterator[list[int]]:
+    """Hold back Ctrl-C and SIGTERM (in the main thread) until the block is done;
+    yields the list of signals that arrived meanwhile."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -464,6 +677,8 @@ def _per_source(
     frame: Frame,
     out_dir: Path,
     overlays: dict[str, Path],
+    overlay_errors: list[LoadFailure],
+    overlay_sources: dict[str, str],
 ) -> list[_SourceOutput]:
     """Every source's outputs in source order, old (resumed) and new alike."""
     arrays: dict[str, list[DecodedArray]] = {}
@@ -471,6 +686,11 @@ def _per_source(
         arrays.setdefault(result.source, []).append(result)
     failures: dict[str, list[dict[str, Any]]] = {}
     for source, failure in decoding.failures:
+        failures.setdefault(source, []).append(
+            {"file": failure.name, "source": source, "reason": failure.reason}
+        )
+    for failure in overlay_errors:
+        source = overlay_sources[failure.name]
         failures.setdefault(source, []).append(
             {"file": failure.name, "source": source, "reason": failure.reason}
         )
@@ -514,23 +734,75 @@ def _file_entry(r: DecodedArray, out_dir: Path, overlays: dict[str, Path]) -> di
 
 
 def summary(report: RunReport) -> dict[str, Any]:
-    """The numbers of the terminal summary table (also stored in the JSON)."""
-    distances = {
-        label: {"mean": float(d.mean()), "max": float(d.max())}
-        for label, d in report.distances().items()
-        if len(d)
-    }
+    """The numbers of the terminal summary table (also stored in the JSON).
+
+    Counted from the rows and file entries written (:func:`_totals`), so a
+    resumed run's summary covers both parts, as an uninterrupted run's would.
+    """
+    totals = report.totals or {"files": report.sources, "maps": report.maps}
+    maps = totals["maps"]
     return {
-        "files": report.sources,
-        "arrays": len(report.results),
-        "maps": report.maps,
-        "failed_files": len(report.failures) + report.resumed_failures,
-        "nonfinite_maps": len(report.nonfinite()) + report.resumed_nonfinite,
-        "flat_maps": report.flat_count(),
-        "distance_to_argmax_px": distances,
+        **totals,
         "seconds": round(report.elapsed, 4),
-        "maps_per_second": round(report.maps / report.elapsed, 1) if report.elapsed > 0 else None,
+        "maps_per_second": round(maps / report.elapsed, 1) if report.elapsed > 0 else None,
     }
+
+
+def _totals(
+    files_count: int, per_source: list[_SourceOutput], runs: tuple[DecoderRun, ...], frame: Frame
+) -> dict[str, Any]:
+    files = [f for entry in per_source for f in entry.files]
+    first = [r for entry in per_source for r in entry.rows if r["decoder"] == runs[0].label]
+    failures = [f for entry in per_source for f in entry.failures]
+    distances = _distances(per_source, frame)
+    return {
+        "files": files_count,
+        "arrays": len(files),
+        "maps": sum(f["samples"] * f["channels"] for f in files),
+        "failed_files": sum(not f["reason"].startswith(OVERLAY_FAILED) for f in failures),
+        "nonfinite_maps": sum(r["status"] == "nonfinite" for r in first),
+        "flat_maps": sum(r["status"] == "flat" for r in first),
+        "distance_to_argmax_px": {
+            label: {"mean": float(d.mean()), "max": float(d.max())}
+            for label, d in distances.items()
+            if len(d)
+        },
+    }
+
+
+def _distances(per_source: list[_SourceOutput], frame: Frame) -> dict[str, np.ndarray]:
+    """Each decoder's distance to argmax in heatmap pixels, from the rows: the
+    frame's per-axis scale is undone, so old (resumed) and new rows count alike."""
+    parts: dict[str, list[float]] = {}
+    for entry in per_source:
+        scale = {f["file"]: _pixel_scale(f["spatial_shape"], frame) for f in entry.files}
+        points: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
+        for row in entry.rows:
+            if row["status"] == "nonfinite" or row["file"] not in scale:
+                continue
+            xyz = [row["x"], row["y"]] + ([row["z"]] if row.get("z") is not None else [])
+            key = (row["file"], row["sample"], row["channel"])
+            points.setdefault(key, {})[row["decoder"]] = np.asarray(xyz, dtype=np.float64)
+        for (file, _, _), by_label in points.items():
+            reference = by_label.get("argmax")
+            if reference is None:
+                continue
+            for label, xyz in by_label.items():
+                if label != "argmax":
+                    d = np.linalg.norm((xyz - reference) * scale[file][: len(xyz)])
+                    parts.setdefault(label, []).append(float(d))
+    return {label: np.asarray(d) for label, d in parts.items()}
+
+
+def _pixel_scale(spatial_shape: Sequence[int], frame: Frame) -> np.ndarray:
+    """Heatmap pixels per output unit on each axis (x, y[, z]); 0 where the axis
+    has no extent in the frame (a 1-pixel axis in normalized coordinates)."""
+    d = len(spatial_shape)
+    ends = apply_frame(np.vstack([np.zeros(d), np.eye(d)]), tuple(spatial_shape), frame)
+    step = np.abs(np.diag(ends[1:] - ends[0]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.where((step > 0) & np.isfinite(step), 1.0 / step, 0.0)
+    return inverse
 
 
 def _settings(
@@ -569,8 +841,7 @@ def _document(
         "settings": settings,
         "columns": list(CSV_COLUMNS),
         "files": [f for entry in per_source for f in entry.files],
-        "failures": [f for entry in per_source for f in entry.failures]
-        + [{"file": f.name, "reason": f.reason} for f in report.overlay_errors],
+        "failures": [f for entry in per_source for f in entry.failures],
         "nonfinite_maps": [
             {"file": r["file"], "sample": r["sample"], "channel": r["channel"]}
             for r in rows

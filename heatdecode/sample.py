@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +239,15 @@ def anisotropic_gaussian(
     return out
 
 
+#: Limits of write_synthetic, checked before anything is made: the maps are
+#: built in float64 (twice their float32 size, and the noise as much again),
+#: so 512 MiB of float32 output is about 2 GiB while they are made.
+SAMPLE_MAX_COUNT = 10**6
+SAMPLE_MAX_BYTES = 512 * 2**20
+SAMPLE_MAX_SIGMA = 1e4  # px: far wider than any map; beyond it σ² overflows toward inf
+SAMPLE_MAX_LEVEL = 1e6  # noise std and background offset, the peak being 1
+
+
 def _axis_sigmas(sigma: float | tuple[float, ...], anisotropy: float, dims: int) -> np.ndarray:
     if np.ndim(sigma) == 0:
         sigmas = np.full(dims, float(sigma))
@@ -245,28 +255,36 @@ def _axis_sigmas(sigma: float | tuple[float, ...], anisotropy: float, dims: int)
         sigmas = np.array([float(s) for s in sigma])
         if len(sigmas) != dims:
             raise ValueError(f"sigma needs one value per axis (x, y[, z]): {dims}, got {sigma!r}")
-    if not np.all(np.isfinite(sigmas) & (sigmas > 0)):
-        raise ValueError(f"sigma must be finite and > 0, got {sigma!r}")
+    if not np.all(np.isfinite(sigmas) & (sigmas > 0) & (sigmas <= SAMPLE_MAX_SIGMA)):
+        raise ValueError(f"sigma must be > 0 and at most {SAMPLE_MAX_SIGMA:g} px, got {sigma!r}")
     anisotropy = float(anisotropy)
     if not (np.isfinite(anisotropy) and anisotropy > 0):
         raise ValueError(f"anisotropy must be finite and > 0, got {anisotropy!r}")
     sigmas[0] *= anisotropy
+    if not np.all(np.isfinite(sigmas) & (sigmas > 0) & (sigmas <= SAMPLE_MAX_SIGMA)):
+        raise ValueError(f"sigma times anisotropy must be at most {SAMPLE_MAX_SIGMA:g} px")
     return sigmas
 
 
 def _check_knobs(seed: int, count: int, shape: tuple[int, ...], noise: float, offset: float):
     if not (isinstance(seed, (int, np.integer)) and seed >= 0):
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    if not (isinstance(count, (int, np.integer)) and count >= 1):
-        raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    if not (isinstance(count, (int, np.integer)) and 1 <= count <= SAMPLE_MAX_COUNT):
+        raise ValueError(f"count must be an integer from 1 to {SAMPLE_MAX_COUNT}, got {count!r}")
     if len(shape) not in (2, 3) or not all(isinstance(n, (int, np.integer)) for n in shape):
         raise ValueError(f"shape must be 2 or 3 integers (H, W) or (D, H, W), got {shape!r}")
     if min(shape) < 4:
         raise ValueError(f"every axis needs at least 4 pixels, got shape {shape!r}")
-    if not (np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be finite and >= 0, got {noise!r}")
-    if not (np.isfinite(offset) and offset >= 0):
-        raise ValueError(f"offset must be finite and >= 0, got {offset!r}")
+    nbytes = 4 * int(count) * math.prod(int(n) for n in shape)
+    if nbytes > SAMPLE_MAX_BYTES:
+        raise ValueError(
+            f"{count} maps of {tuple(shape)} are {nbytes:.3g} bytes of float32; "
+            f"the most written at once is {SAMPLE_MAX_BYTES // 2**20} MiB: use a smaller count"
+        )
+    if not (np.isfinite(noise) and 0 <= noise <= SAMPLE_MAX_LEVEL):
+        raise ValueError(f"noise must be >= 0 and at most {SAMPLE_MAX_LEVEL:g}, got {noise!r}")
+    if not (np.isfinite(offset) and 0 <= offset <= SAMPLE_MAX_LEVEL):
+        raise ValueError(f"offset must be >= 0 and at most {SAMPLE_MAX_LEVEL:g}, got {offset!r}")
 
 
 def _centres(

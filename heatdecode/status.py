@@ -3,7 +3,8 @@
 Each row of the outputs carries one ``status``, the most serious that applies:
 
 ==============  =============================================================
-``nonfinite``   the map holds NaN or ±Inf; not decoded
+``nonfinite``   the map holds NaN or ±Inf (not decoded), or the decoded
+                point came out NaN/±Inf in the output frame (numbers empty)
 ``flat``        the map is constant: there is no peak
 ``border``      the peak is on the map's edge and the refinement fell back
                 to the argmax on that axis (refining decoders)
@@ -35,7 +36,9 @@ def multimodal(maps: Tensor) -> Tensor:
     not count. "Separated" means further from the highest peak, along some
     axis, than 1.5 times the radius of its half-maximum region (at least 2 px):
     two Gaussians of σ are only resolved as two maxima when more than 2σ
-    apart, beyond that. Extra memory is a few boolean masks, so huge volumes stay affordable.
+    apart, beyond that. Extra memory is two or three boolean masks (bytes per
+    pixel) and a few MB for the candidates, tested in slabs, whatever the map
+    holds (flat, noisy or peaked), so huge volumes stay affordable.
 
     Shape:
         ``(M, H, W)`` or ``(M, D, H, W)`` -> ``(M,)`` bool.
@@ -70,17 +73,42 @@ def multimodal(maps: Tensor) -> Tensor:
         away = (index[None, :] - centre[:, None]).abs() > separation[:, None]  # (M, n_axis)
         far |= away.reshape([m] + [spatial[axis] if k == axis else 1 for k in range(d)])
     far &= high
+    del high
     # only high, far positions can make a map multimodal: test just those for
-    # being local maxima (on a clean map there are none at all)
-    # far.nonzero() scans every voxel; first find the (usually no) maps holding any
-    rows = far.reshape(m, -1).view(torch.uint8).amax(-1).nonzero()[:, 0]
-    candidates = far[rows].nonzero()
-    candidates[:, 0] = rows[candidates[:, 0]]
-    del far, high
-    found = _local_maxima_at(x, candidates)
+    # being local maxima (on a clean map there are none at all). far.nonzero()
+    # scans every voxel, so first find the (usually no) maps holding any; a
+    # constant map can't be multimodal (and would make every pixel a candidate)
+    rows = (far.reshape(m, -1).view(torch.uint8).amax(-1).bool() & (hi > lo)).nonzero()[:, 0]
     result = torch.zeros(m, dtype=torch.bool, device=x.device)
-    result[candidates[found, 0]] = True
-    return result & (hi > lo)
+    if rows.numel():
+        _test_candidates(x, far.reshape(m, -1)[rows], rows, result)
+    return result
+
+
+# Candidate positions tested per step: their indices take 8·(1 + d) bytes each,
+# so a flat-topped or noisy map (half its pixels candidates) costs a few MB
+# more, not 30 bytes a pixel.
+_CANDIDATE_CHUNK = 1 << 18
+
+
+def _test_candidates(x: Tensor, far: Tensor, rows: Tensor, result: Tensor) -> None:
+    """Set ``result[rows[i]]`` where row ``i`` of the ``(R, N)`` mask ``far`` marks
+    a local maximum of ``x``, a slab of ``_CANDIDATE_CHUNK`` mask entries at a time."""
+    n = far.shape[1]
+    spatial = x.shape[1:]
+    flat = far.reshape(-1)
+    for start in range(0, flat.numel(), _CANDIDATE_CHUNK):
+        where = flat[start : start + _CANDIDATE_CHUNK].nonzero()[:, 0] + start
+        if not where.numel():
+            continue
+        row, rest = torch.div(where, n, rounding_mode="floor"), where % n
+        axes = []
+        for size in reversed(spatial):  # unravelled x first, then put in array order
+            axes.append(rest % size)
+            rest = torch.div(rest, size, rounding_mode="floor")
+        candidates = torch.stack([rows[row], *reversed(axes)], -1)
+        found = _local_maxima_at(x, candidates)
+        result[candidates[found, 0]] = True
 
 
 def _count_true(mask: Tensor, row: int = 1, chunk: int = 1 << 22) -> Tensor:

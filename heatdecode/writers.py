@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import json
 import math
 import os
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -63,23 +65,39 @@ codecs.register_error(JSON_ERRORS, _escaper("\\\\"))
 
 
 def display_name(name: str) -> str:
-    r"""A file name fit for one line of a message: control characters and
-    undecodable bytes escaped (``\n``, ``\xff``), as the CSV writes the bytes.
+    r"""A file name (or any text) fit for one line of a terminal: nothing in it
+    can move the cursor, recolour the screen, retitle the window or reorder
+    the text around it.
+
+    Escaped: C0 and C1 control characters and DEL (``\n``, ``\x1b``, ``\x9b``),
+    Unicode format characters such as the bidi overrides (``\u202e``), line and
+    paragraph separators, and undecodable bytes (``\xff``, as the CSV writes
+    them). Everything else, ``ü`` and ``[bold]`` included, is shown as it is
+    (consoles print with markup and emoji codes off).
 
     Example:
         >>> display_name("two\nlines.npy"), display_name("caf\udce9.npy")
         ('two\\nlines.npy', 'caf\\xe9.npy')
+        >>> display_name("\x1b]0;PWNED\x07a\u202eb.npy")
+        '\\x1b]0;PWNED\\x07a\\u202eb.npy'
     """
-    out = []
-    for char in name:
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:  # a byte that os.fsdecode couldn't decode
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F:
-            out.append(repr(char)[1:-1])
-        else:
-            out.append(char)
-    return "".join(out)
+    return "".join(_display_char(char) for char in name)
+
+
+def _display_char(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that os.fsdecode couldn't decode
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or 0x7F <= code <= 0x9F:
+        return repr(char)[1:-1] if char in "\t\n\r" else f"\\x{code:02x}"
+    if unicodedata.category(char) in _INVISIBLE:
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return char
+
+
+# format characters (bidi overrides, zero-width joiners...), separators, lone
+# surrogates and unassigned or private code points: none is safe to show raw
+_INVISIBLE = frozenset({"Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 def atomic_write(
@@ -87,26 +105,98 @@ def atomic_write(
     write: Callable[[IO[Any]], None],
     binary: bool = False,
     errors: str = "backslashreplace",
+    root: Path | None = None,
 ) -> None:
     """Call ``write(fh)`` on a temporary file beside ``path``, then rename it to ``path``.
 
     Text is UTF-8; ``errors`` says what becomes of characters UTF-8 can't hold
     (the lone surrogates of undecodable file names): never raw invalid bytes.
+
+    With ``root``, ``path`` must lie under it and every folder between them is
+    opened (or created) without following symlinks, and the file is created and
+    renamed relative to that folder: a symlink planted in an output folder
+    can't send the write elsewhere (``OSError`` ``ELOOP`` instead). The
+    temporary name is short (``.hd-<12 hex>.tmp``) so that any legal ``path``
+    has a legal temporary name.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with 0o666 honours the user's umask (mkstemp would force 0600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    mode = "wb" if binary else "w"
+    kwargs = {} if binary else {"encoding": "utf-8", "newline": "", "errors": errors}
+    tmp = f".hd-{uuid.uuid4().hex[:12]}.tmp"
+    # 0o666 honours the user's umask (mkstemp would force 0600); O_EXCL and
+    # O_NOFOLLOW: never open what someone else put there
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    if not os.supports_dir_fd >= {os.open, os.mkdir, os.rename}:  # Windows
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(tmp), flags, 0o666)
+        try:
+            with os.fdopen(fd, mode, **kwargs) as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(path.with_name(tmp), path)
+        except BaseException:
+            path.with_name(tmp).unlink(missing_ok=True)
+            raise
+        return
+    if root is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        root, parts = path.parent, ()
+    else:
+        parts = path.parent.relative_to(root).parts
+    dir_fd = _open_folder(root, parts)
     try:
-        mode = "wb" if binary else "w"
-        kwargs = {} if binary else {"encoding": "utf-8", "newline": "", "errors": errors}
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        fd = os.open(tmp, flags, 0o666, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, mode, **kwargs) as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            # the rename replaces a symlink at path; it never follows one
+            os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+            raise
+    except OSError as exc:
+        if exc.filename in (tmp, path.name):  # name the file meant, not a relative name
+            exc.filename = str(path)
+        raise
+    finally:
+        os.close(dir_fd)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+def _open_folder(root: Path, parts: tuple[str, ...]) -> int:
+    """A descriptor of ``root/parts...``, each part created if missing and never a symlink."""
+    fd = os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    here = root
+    try:
+        for part in parts:
+            here = here / part
+            if part in ("..", "/"):
+                raise OSError(errno.EINVAL, "path leaves the output folder", str(here))
+            try:
+                os.mkdir(part, 0o777, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                child = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink or a file
+                    reason = "not a real folder (a symlink or a file)"
+                    raise OSError(exc.errno, reason, str(here)) from None
+                raise
+            os.close(fd)
+            fd = child
+        return fd
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.close(fd)
         raise
 
 
@@ -128,7 +218,8 @@ def iter_rows(results: Iterable[DecodedArray], frame: Frame = Frame()) -> Iterat
     """One row per map and decoder, in (file, sample, channel, decoder) order.
 
     Coordinates are converted from the heatmap's pixel frame to ``frame``; a
-    map with NaN/Inf gets empty numbers and status ``nonfinite``.
+    map with NaN/Inf, or a row whose coordinates come out NaN/Inf, gets empty
+    numbers and status ``nonfinite``.
     """
     for result in results:
         framed = {
@@ -140,6 +231,10 @@ def iter_rows(results: Iterable[DecodedArray], frame: Frame = Frame()) -> Iterat
             for label, out in result.outputs.items():
                 status = map_status(result, m, label)
                 xyz = [float(v) for v in framed[label][m]]
+                if not all(map(math.isfinite, xyz)):
+                    # a backstop: options the CLI refuses (beta, stride, spacing
+                    # out of range) could overflow; a non-finite point is never "ok"
+                    status = "nonfinite"
                 spread = float(out.spread[m])
                 row: dict[str, Any] = {
                     "file": result.name,
@@ -176,9 +271,13 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     def write(fh: IO[str]) -> None:
         nonlocal count
         writer = csv.writer(fh, lineterminator="\n")
+        # csv quotes only the lineterminator's characters, so a lone "\r" in a file
+        # name (column 0) would be written bare and split the record on reading
+        quoted = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(CSV_COLUMNS)
         for row in rows:
-            writer.writerow([_cell(row[k], k) for k in CSV_COLUMNS])
+            cells = [_cell(row[k], k) for k in CSV_COLUMNS]
+            (quoted if "\r" in cells[0] else writer).writerow(cells)
             count += 1
 
     atomic_write(path, write, errors=CSV_ERRORS)

@@ -25,6 +25,7 @@ import codecs
 import csv
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -139,6 +140,51 @@ def tiff_with_garbage_next_page() -> bytes:
     count = struct.unpack_from("<H", data, first)[0]
     struct.pack_into("<I", data, first + 2 + 12 * count, 2)  # "next page" inside the header
     return bytes(data)
+
+
+def tiff_pages_claiming(pages: int, width: int, height: int) -> bytes:
+    """A TIFF of ``pages`` pages that each claim ``width x height`` pixels (data: a few bytes)."""
+    data = bytearray(tiff_stack([np.zeros((6, 8), np.uint8)] * pages))
+    for at in _ifd_offsets(bytes(data)):
+        for k in range(struct.unpack_from("<H", data, at)[0]):
+            entry = at + 2 + 12 * k
+            tag = struct.unpack_from("<H", data, entry)[0]
+            if tag in (256, 257):  # ImageWidth, ImageLength: rewritten as LONG values
+                struct.pack_into("<HII", data, entry + 2, 4, 1, width if tag == 256 else height)
+    return bytes(data)
+
+
+def npz_declaring(members: dict[str, bytes], name: str, size: int) -> bytes:
+    """A stored archive whose member ``name`` declares ``size`` bytes in the central
+    directory (its real data is a few bytes: refused before it is opened)."""
+    data = bytearray(zip_bytes(members))
+    at = data.index(b"PK\x01\x02")
+    while True:
+        length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + length] == name.encode():
+            struct.pack_into("<II", data, at + 20, size, size)  # compressed, uncompressed
+            return bytes(data)
+        at = data.index(b"PK\x01\x02", at + 4)
+
+
+def sparse_npy(shape: tuple[int, ...], descr: str = "<f4") -> Callable[[Path], object]:
+    """A .npy whose data really follows its header, as a sparse file: no disk used."""
+    header = claimed(str(shape), descr)
+    need = math.prod(shape) * np.dtype(descr).itemsize
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(header)
+            fh.truncate(len(header) + need)
+
+    return write
+
+
+def apng_bytes(frames: int) -> bytes:
+    buffer = io.BytesIO()
+    images = [Image.fromarray(np.full((4, 5), k, np.uint8)) for k in range(frames)]
+    images[0].save(buffer, "PNG", save_all=True, append_images=images[1:])
+    return buffer.getvalue()
 
 
 def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
@@ -281,6 +327,15 @@ def _write_files(folder: Path, marker: Path) -> dict[str, Callable[[Path], objec
         ),
         "tif_second_page_bomb.tif": data(tiff_with_huge_second_page(w, h)),
         "tif_garbage_next_page.tif": data(tiff_with_garbage_next_page()),
+        # over the size budget (--max-map-bytes, 2 GiB by default), refused unread
+        "npy_3gb_sparse.npy": sparse_npy((768, 1024, 1024)),
+        "budget.npz": data(
+            npz_declaring(
+                {"big.npy": good_npy, "ok.npy": npy_bytes(BUDGET_OK)}, "big.npy", 3 * 2**30
+            )
+        ),
+        "tif_pages_over_budget.tif": data(tiff_pages_claiming(30, 9000, 9000)),
+        "animated.png": data(apng_bytes(3)),
         # awkward names on bad files
         NON_UTF8_BAD: data(b""),
         QUOTES_BAD: data(b"PK\x03\x04 not really a zip"),
@@ -309,6 +364,8 @@ def _write_mixed_npz(path: Path, marker: Path) -> None:
 
 
 MIXED_GOOD = peaked((3, 6, 7), 11)
+BUDGET_OK = peaked((4, 5), 22)
+OVER = "over the --max-map-bytes limit of 2.0 GB (raise it with --max-map-bytes)"
 
 BAD_CASES = [
     Bad("npy-cut-in-header", "npy_cut_in_header.npy", NPY_NOT_VALID),
@@ -463,6 +520,22 @@ BAD_CASES = [
         ),
     ),
     Bad("tif-garbage-next-page", "tif_garbage_next_page.tif", IMAGE_CORRUPT),
+    Bad("npy-3gb", "npy_3gb_sparse.npy", _exact(f"refused: the array would take 3.0 GB, {OVER}")),
+    Bad(
+        "npz-member-declares-3gb",
+        "budget.npz:big",
+        _exact(f"refused: the member would inflate to 3.0 GB, {OVER}"),
+    ),
+    Bad(
+        "tif-pages-sum-over-budget",
+        "tif_pages_over_budget.tif",
+        _exact(f"refused: the pages would take 2.3 GB, {OVER}"),
+    ),
+    Bad(
+        "png-animated",
+        "animated.png",
+        _exact("animated PNG (3 frames): save one frame, or the volume as a .tif stack"),
+    ),
     Bad("symlink-dangling", "links/dangling.npy", _exact("broken symbolic link")),
     Bad("symlink-self-loop", "links/loop.npy", _exact("symbolic link loop")),
     Bad("symlink-loop-a", "links/loop_a.npy", _exact("symbolic link loop")),
@@ -504,6 +577,7 @@ def _good_files() -> dict[str, tuple[Callable[[Path], object], np.ndarray]]:
         "good_members.npz:a": (None, member_a),
         "good_members.npz:b": (None, member_b),
         "mixed.npz:good": (None, MIXED_GOOD[None]),
+        "budget.npz:ok": (None, BUDGET_OK[None, None]),
         "sub/deeper/good.npy": npy(peaked((1, 1, 4, 4), 12), 2),
         "dir.npy/inside_a_folder_named_dir.npy.npy": npy(peaked((1, 1, 5, 4), 13), 2),
         NON_UTF8_GOOD: npy(peaked((1, 1, 3, 5), 14), 2),
@@ -749,12 +823,12 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 BAD_OPTIONS = [
-    (["--beta", "0"], r"--beta must be a finite number > 0, got 0\.0"),
-    (["--beta", "-2"], r"--beta must be a finite number > 0, got -2\.0"),
-    (["--beta", "nan"], r"--beta must be a finite number > 0, got nan"),
-    (["--beta", "inf"], r"--beta must be a finite number > 0, got inf"),
-    (["--beta", "-inf"], r"--beta must be a finite number > 0, got -inf"),
-    (["--beta", "1e-400"], r"--beta must be a finite number > 0, got 0\.0"),
+    (["--beta", "0"], r"--beta must be a finite number > 0 and at most 1e\+06, got 0\.0"),
+    (["--beta", "-2"], r"--beta must be a finite number > 0 and at most 1e\+06, got -2\.0"),
+    (["--beta", "nan"], r"--beta must be a finite number > 0 and at most 1e\+06, got nan"),
+    (["--beta", "inf"], r"--beta must be a finite number > 0 and at most 1e\+06, got inf"),
+    (["--beta", "-inf"], r"--beta must be a finite number > 0 and at most 1e\+06, got -inf"),
+    (["--beta", "1e-400"], r"--beta must be a finite number > 0 and at most 1e\+06, got 0\.0"),
     (["--beta", "hot"], r"Invalid value for '--beta'"),
     (["--batch-size", "0"], r"--batch-size must be at least 1, got 0"),
     (["--batch-size", "-5"], r"--batch-size must be at least 1, got -5"),
@@ -767,8 +841,11 @@ BAD_OPTIONS = [
     (["--normalize", "sqrt"], r"'sqrt' is not one of"),
     (["--device", "tpu"], r"unknown device 'tpu'"),
     (["--workers", "0"], r"--workers must be at least 1, got 0"),
-    (["--radius", "0"], r"--radius must be at least 1, got 0"),
+    (["--radius", "0"], r"--radius must be an integer >= 1, got 0"),
     (["--sigma", "nan"], r"--sigma must be a finite number > 0, got nan"),
+    (["--max-map-bytes", "0"], r"--max-map-bytes must be at least 1 byte, got 0"),
+    (["--max-map-bytes", "lots"], r"--max-map-bytes: 'lots' is not a size"),
+    (["--max-map-bytes", "-1G"], r"--max-map-bytes: '-1G' is not a size"),
 ]
 
 
@@ -922,3 +999,127 @@ def test_bad_file_whose_name_holds_a_newline_gets_one_line(tmp_path, good_file, 
     assert code == 1
     err = capsys.readouterr().err
     assert err.splitlines() == ["error: bad\\nname.npy: empty file"], err
+
+
+# ------------------------------------------------------------- budgets, FIFOs, deep trees
+
+
+def test_max_map_bytes_refuses_bigger_files_and_decodes_the_rest(tmp_path, good_file, capsys):
+    big = tmp_path / "in" / "big.npy"
+    np.save(big, peaked((64, 64), 51))  # 16 KB of float32
+    out = tmp_path / "out"
+    code = main(["run", str(big), str(good_file), "--out", str(out), "-q", "--max-map-bytes", "1K"])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: big.npy: refused: the array would take 16.0 KB, over the --max-map-bytes "
+        "limit of 1.0 KB (raise it with --max-map-bytes)"
+    ]
+    assert {r["file"] for r in read_csv(out)} == {"good.npy"}
+    again = ["run", str(big), "--out", str(out), "-q", "--overwrite", "--max-map-bytes", "16K"]
+    assert main(again) == 0  # raised to the array's size: decoded
+
+
+def _run_with_timeout(args: list[str]) -> subprocess.CompletedProcess:
+    """``heatdecode ARGS`` in a subprocess killed after a minute: a hang fails, not stalls."""
+    code = "import sys; from heatdecode.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_and_socket_in_a_folder_are_reported_skipped_and_the_run_finishes(tmp_path):
+    import socket
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.save(folder / "a.npy", peaked((4, 5), 52))
+    os.mkfifo(folder / "x.npy")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(folder / "s.npy"))
+        done = _run_with_timeout(["run", str(folder), "--out", str(tmp_path / "out"), "-q"])
+    finally:
+        server.close()
+    assert done.returncode == 1, done.stderr
+    assert sorted(done.stderr.splitlines()) == [
+        "error: s.npy: not a regular file (a socket); skipped",
+        "error: x.npy: not a regular file (a FIFO); skipped",
+    ]
+    assert {r["file"] for r in read_csv(tmp_path / "out")} == {"a.npy"}
+    failures = read_json(tmp_path / "out")["failures"]
+    assert sorted(f["file"] for f in failures) == ["s.npy", "x.npy"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_and_device_given_as_arguments_are_refused_without_reading(tmp_path, good_file):
+    fifo = tmp_path / "f.npy"
+    os.mkfifo(fifo)
+    args = ["run", str(fifo), str(good_file), "--out", str(tmp_path / "out"), "-q"]
+    if os.path.exists("/dev/zero"):
+        args.insert(2, "/dev/zero")
+    done = _run_with_timeout(args)
+    assert done.returncode == 1, done.stderr
+    expected = ["error: f.npy: not a regular file (a FIFO)"]
+    if os.path.exists("/dev/zero"):
+        expected.append("error: zero: not a regular file (a character device)")
+    assert done.stderr.splitlines() == expected
+    assert {r["file"] for r in read_csv(tmp_path / "out")} == {"good.npy"}
+
+
+def _deep(root: Path, levels: int, files_at: tuple[int, ...]) -> None:
+    """``root/a/a/.../a`` by relative steps (os.makedirs recurses once per level)."""
+    here = os.getcwd()
+    try:
+        os.chdir(root)
+        for level in range(1, levels + 1):
+            os.mkdir("a")
+            os.chdir("a")
+            if level in files_at:
+                np.save("x.npy", peaked((4, 5), level))
+    finally:
+        os.chdir(here)
+
+
+def remove_tree(top: Path) -> None:
+    """Empty ``top`` however deep it goes, by relative steps: shutil.rmtree (and so
+    pytest's clean-up of old temporary folders) recurses once per level and fails on
+    a tree over ~1,000 deep, and a path over PATH_MAX can't even be named whole."""
+    here = os.getcwd()
+    below: list[str] = []  # the folders stepped into, from top down
+    try:
+        os.chdir(top)
+        while True:
+            entries = list(os.scandir("."))
+            folder = next((e.name for e in entries if e.is_dir(follow_symlinks=False)), None)
+            if folder is not None:
+                os.chdir(folder)
+                below.append(folder)
+                continue
+            for entry in entries:
+                os.unlink(entry.name)
+            if not below:
+                return
+            os.chdir("..")
+            os.rmdir(below.pop())
+    finally:
+        os.chdir(here)
+
+
+def test_a_tree_deeper_than_the_path_limit_is_reported_and_the_rest_decoded(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    try:
+        _deep(folder, 2100, (1100, 2100))  # 4,200 characters: over Linux's 4,096
+        out = tmp_path / "out"
+        code = main(["run", str(folder), "--out", str(out), "-q"])
+        err = capsys.readouterr().err
+        files = {r["file"] for r in read_csv(out)}
+    finally:
+        remove_tree(tmp_path)  # the input tree, and the overlays' tree under out/
+    assert code == 1, err
+    [line] = err.splitlines()
+    assert line.startswith("error: a/a/a/") and line.endswith(
+        ": path too long to open (over the system's limit)"
+    )
+    assert files == {"a/" * 1100 + "x.npy"}

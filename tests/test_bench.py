@@ -186,3 +186,16 @@ def test_argmax_numpy_and_torch_paths_agree_on_ties_nan_and_inf(dtype, monkeypat
             assert torch.equal(a.nan_to_num(), b.nan_to_num())
     assert fast.finite[3:6].tolist() == ([False] * 3 if dtype.is_floating_point else [True] * 3)
     assert fast.flat[6]
+
+
+def test_bench_refuses_batches_over_its_limit_before_allocating():
+    """Issue 8, item 13: --shape 100000,100000,100000,100000 was a torch traceback."""
+    from heatdecode.bench import BENCH_MAX_BYTES, check_bench
+
+    with pytest.raises(ValueError, match="the most bench makes is 1 GiB"):
+        bench_decoders((10**5,) * 4, decoders=["argmax"])
+    with pytest.raises(ValueError, match="bytes of float32"):
+        check_bench((1, BENCH_MAX_BYTES // 4 + 1), 1)
+    with pytest.raises(ValueError, match="repeats must be from 1 to 10000"):
+        check_bench((2, 8, 8), 10**11)
+    check_bench((1, BENCH_MAX_BYTES // 4), 1)  # the limit itself is allowed

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -574,3 +575,111 @@ def test_bench_prints_every_decoder_and_refuses_bad_shapes(capsys):
     assert "maps/s" in shown
     assert main(["bench", "--shape", "3,x"]) == 2
     assert main(["bench", "--shape", "2,2,4,4,4", "--spatial-dims", "4"]) == 2
+
+
+def test_hostile_names_reach_the_terminal_escaped_never_as_markup_or_controls(tmp_path, capsys):
+    """Names pass through rich with markup and emoji off, and every control,
+    C1 or bidi character escaped: in the summary table and in messages alike."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = np.zeros((6, 5), np.float32)
+    good[2, 3] = 1
+    np.savez(folder / "a.npz", **{"[/oops]": good, "[bold]x": good})  # first: the table's example
+    with zipfile.ZipFile(folder / "a.npz", "a") as archive:
+        archive.writestr("[/bad].npy", b"not an array")
+    np.save(folder / "b\x1b]0;PWNED\x07.npy", good)
+    (folder / "report:warning:\u202e\x9b.npy").write_bytes(b"not an array")
+    code = main(["run", str(folder), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 1
+    shown = captured.out + captured.err
+    assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown
+    assert "\u202e" not in shown and "⚠" not in shown
+    assert "error: report:warning:\\u202e\\x9b.npy: not a valid .npy file" in captured.err
+    assert "error: a.npz:[/bad]: not a valid .npy file" in captured.err
+    assert "a.npz:[/oops]" in captured.out
+    rows = read_rows(tmp_path / "out")
+    names = {"a.npz:[/oops]", "a.npz:[bold]x", "b\x1b]0;PWNED\x07.npy"}
+    assert names == {r["file"] for r in rows}
+
+
+def _one_peak_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    peak = np.zeros((6, 6), np.float32)
+    peak[2, 3] = 1
+    np.save(folder / "a.npy", peak)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["-d", "softargmax", "--beta", "4e38"], "--beta must be"),
+        (["-d", "softargmax", "--beta", "1e308"], "at most 1e+06"),
+        (["--stride", "1e308"], "--stride takes"),
+        (["--spacing", "1e308"], "--spacing takes"),
+        (["-d", "dark", "--sigma", "1e300"], "--sigma must be"),
+        (["-d", "dark", "--sigma", "1e10"], "from 0 to 10000 px"),
+        (["-d", "local-softargmax", "--radius", "1e20"], "--radius"),
+        (["--batch-bytes", "0"], "--batch-bytes"),
+    ],
+)
+def test_options_whose_result_cant_be_finite_exit_2_with_one_line(tmp_path, capsys, extra, message):
+    """Issue 8, items 3 and 8: β·x̂ overflowing float32, strides and spacings
+    that make every coordinate ±inf, kernels of 320 GB: refused before any work."""
+    folder = _one_peak_folder(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", str(folder), "--out", str(out), "-q", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_radius_far_beyond_the_map_is_clamped_to_it(tmp_path):
+    """Issue 8, item 3: --radius 100000 once enumerated (2r+1)² offsets in Python
+    (23 GB); a window can't exceed the map, so r = 10⁶ is r = 5 on a 6×6 map."""
+    folder = _one_peak_folder(tmp_path)
+    rows = {}
+    for radius in ("5", "1000000"):
+        out = tmp_path / f"out{radius}"
+        args = ["run", str(folder), "--out", str(out), "-q", "--no-overlays"]
+        assert main([*args, "-d", "local-softargmax", "--radius", radius]) == 0
+        rows[radius] = [{k: v for k, v in r.items()} for r in read_rows(out)]
+    assert rows["5"] == rows["1000000"]
+
+
+def test_batch_bytes_does_not_change_the_csv(sample_set, tmp_path):
+    """Issue 8, item 4: batches bounded by bytes give the same bytes out."""
+    folder, _ = sample_set
+    outs = []
+    for limit in ("256M", "1"):  # 1 byte: every map is a batch of its own
+        out = tmp_path / f"out{limit}"
+        args = ["run", str(folder), "--out", str(out), "-q", "--no-overlays", "--format", "csv"]
+        assert main([*args, "-d", "argmax", "-d", "dark", "--batch-bytes", limit]) == 0
+        outs.append((out / "coordinates.csv").read_bytes())
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bench", "--shape", "100000,100000,100000,100000"], "the most bench makes is 1 GiB"),
+        (["bench", "--shape", "1,1,1000000,1000000"], "bytes of float32"),
+        (["bench", "--shape", "2,8,8", "--repeats", "100000000000"], "--repeats must be"),
+        (["sample", "{out}", "--kind", "clean", "--count", str(10**12)], "count must be"),
+        (["sample", "{out}", "--kind", "clean", "--count", "100000"], "512 MiB"),
+        (["sample", "{out}", "--kind", "clean", "--sigma", "1e300"], "sigma must be"),
+        (["sample", "{out}", "--kind", "noisy", "--noise", "1e308"], "noise must be"),
+        (["sample", "{out}", "--kind", "clean", "--offset", "1e308"], "offset must be"),
+    ],
+)
+def test_sample_and_bench_refuse_huge_sizes_with_one_line(tmp_path, capsys, args, message):
+    """Issue 8, item 13: sizes are checked before anything is allocated."""
+    out = tmp_path / "samples"
+    args = [a.format(out=out) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())

@@ -899,3 +899,33 @@ def test_maps_larger_than_a_chunk_are_decoded_in_slabs_with_the_same_result(shap
     slabs = softargmax_decode(x, 2.0, spatial_dims=spatial_dims, normalize="minmax")
     torch.testing.assert_close(slabs.coords, whole.coords, rtol=0, atol=1e-12)
     torch.testing.assert_close(slabs.spread, whole.spread, rtol=0, atol=1e-12)
+
+
+def test_beta_beyond_its_maximum_is_refused_and_the_maximum_stays_finite():
+    """Issue 8, item 8: β = 4e38 overflowed β/span in float32 and 0·∞ made the
+    peak's logit NaN: empty coordinates with status ok. β is capped at 1e6,
+    where every map (spans down to float32's epsilon) still decodes finitely."""
+    from heatdecode.decoders import BETA_MAX, softargmax_decode
+
+    maps = torch.zeros(2, 6, 6)
+    maps[:, 2, 3] = 1
+    maps[1] += 1e3  # a small relative span: β/span is largest here
+    maps[1, 0, 0] += 1e-4
+    for beta in (4e38, 1e308, float("inf"), BETA_MAX * 1.01):
+        with pytest.raises(ValueError, match="at most 1e\\+06"):
+            softargmax_decode(maps, beta=beta, normalize="minmax")
+    for normalize in ("none", "max", "minmax"):
+        out = softargmax_decode(maps, beta=BETA_MAX, normalize=normalize)
+        assert torch.isfinite(out.coords).all(), normalize
+
+
+def test_family_checks_every_option_range_in_one_place():
+    from heatdecode.family import check_options, resolve_options
+
+    with pytest.raises(ValueError, match="beta"):
+        resolve_options("softargmax", beta=4e38)
+    with pytest.raises(ValueError, match="sigma"):
+        resolve_options("dark", sigma=1e300)
+    with pytest.raises(ValueError, match="radius"):
+        check_options({"radius": 0})
+    assert resolve_options("local-softargmax", radius=10**6)["radius"] == 10**6

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from heatdecode.evaluate import (
@@ -384,3 +386,43 @@ def test_synthetic_truth_lines_up_with_a_real_run(tmp_path, knobs):
     # clean maps: the argmax is the nearest pixel, within half a pixel per axis
     assert argmax.max <= 0.5 * math.sqrt(len(knobs.get("shape", (0, 0)))) + 1e-6
     assert result.decoders["softargmax"].mean < 0.1
+
+
+def truth_run(tmp_path, truth: str, capsys) -> tuple[int, str]:
+    from heatdecode.cli import main
+
+    np.save(tmp_path / "m.npy", np.eye(6, dtype=np.float32))
+    code = main(["run", str(tmp_path / "m.npy"), "--out", str(tmp_path / "out"), "-q",
+                 "--truth", truth])  # fmt: skip
+    return code, capsys.readouterr().err
+
+
+def test_a_truth_cell_over_the_csv_limit_is_one_line(tmp_path, capsys):
+    path = tmp_path / "truth.csv"
+    path.write_text("file,sample,channel,x,y\nm.npy,0,0,1," + "2" * 200_000 + "\n")
+    code, err = truth_run(tmp_path, str(path), capsys)
+    assert code == 2 and "line 2" in err and "field larger than field limit" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_truth_line_over_a_megabyte_is_refused(tmp_path, capsys):
+    path = tmp_path / "truth.csv"
+    path.write_text("file,sample,channel,x,y\nm.npy,0,0,1,2" + ",3" * 600_000 + "\n")
+    code, err = truth_run(tmp_path, str(path), capsys)
+    assert code == 2 and "line 2: over 1,048,576 characters" in err
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_truth_must_be_a_regular_file(tmp_path, capsys):
+    code, err = truth_run(tmp_path, "/dev/zero", capsys)
+    assert code == 2 and "/dev/zero: not a regular file" in err
+
+
+def test_a_truth_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    import heatdecode.evaluate as module
+
+    path = tmp_path / "truth.csv"
+    path.write_text("file,sample,channel,x,y\nm.npy,0,0,1,2\n")
+    monkeypatch.setattr(module, "MAX_TRUTH_BYTES", 10)
+    with pytest.raises(ValueError, match="over the 10 a truth file may hold"):
+        read_truth(path)

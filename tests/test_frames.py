@@ -87,3 +87,18 @@ def test_bad_frames_are_refused():
     for bad in ("", "a,b", "1,2,3,4", "-1", "nan"):
         with pytest.raises(ValueError, match="--stride"):
             parse_per_axis(bad, "--stride")
+
+
+@pytest.mark.parametrize("name", ["stride", "spacing"])
+def test_strides_and_spacings_whose_coordinates_overflow_are_refused(name):
+    """Issue 8, item 8: --stride 1e308 turned every coordinate into ±inf/NaN,
+    written as empty numbers with status ok; the cap is 1e12."""
+    from heatdecode.frames import SCALE_MAX
+
+    with pytest.raises(ValueError, match="at most 1e\\+12"):
+        Frame(**{name: (1e308,)})
+    with pytest.raises(ValueError, match="at most 1e\\+12"):
+        parse_per_axis("1e308", f"--{name}")
+    frame = Frame(stride=(SCALE_MAX,), spacing=(SCALE_MAX,))
+    corner = np.array([[1e6, 1e6, 1e6]])  # far corner of a huge volume
+    assert np.isfinite(apply_frame(corner, (10**6 + 1,) * 3, frame)).all()

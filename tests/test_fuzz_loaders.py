@@ -24,6 +24,7 @@ import os
 import signal
 import struct
 import time
+import tracemalloc
 import warnings
 import zipfile
 import zlib
@@ -351,6 +352,37 @@ def test_mutated_files_load_or_fail_cleanly(tmp_path, suffix, data):
 )
 def test_mutated_files_under_any_suffix(tmp_path, source, suffix, data):
     check(tmp_path / f"fuzz{suffix}", data.draw(damaged(source), label="bytes"), "any suffix")
+
+
+BUDGET = 128  # bytes: under most seeds, so mutated files are refused as well as read
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on damaged TIFF tags
+@settings(FUZZ, max_examples=CROSS_EXAMPLES)
+@given(suffix=st.sampled_from([".npy", ".npz", ".png", ".tif"]), data=st.data())
+def test_mutated_files_never_pass_a_small_budget(tmp_path, suffix, data):
+    """Whatever a mutated header claims, nothing bigger than ``max_map_bytes`` is
+    read, and what is refused is refused before its memory is taken."""
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(data.draw(damaged(suffix), label="bytes"))
+    tracemalloc.start()
+    try:
+        items = load_source(Source(path, path.name), max_map_bytes=BUDGET)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    RAN["budget"] += 1
+    for item in items:
+        if isinstance(item, HeatmapArray):  # at least a byte an element as stored
+            assert int(np.prod(item.shape)) <= BUDGET, item.shape
+        else:
+            assert "\n" not in item.reason, item
+    if suffix in (".npy", ".npz"):  # heatdecode's own readers: nothing before the checks
+        assert peak < 2**20, peak
+    # Images: Pillow reads a chunk its header declares with one read(n), which
+    # reserves n bytes of address space (untouched, so not resident) before the
+    # file runs out: tracemalloc counts it, the machine barely notices; the bound
+    # on what is decoded is the shape check above.
 
 
 def test_report_how_many_cases_ran(capsys):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import time
 import tracemalloc
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from heatdecode.loading import HeatmapArray, LoadFailure, Source, discover, load_source
+import heatdecode.loading as loading
+from heatdecode.loading import (
+    MAX_MAP_BYTES,
+    HeatmapArray,
+    LoadFailure,
+    Skipped,
+    Source,
+    discover,
+    load_source,
+    parse_size,
+)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -842,3 +854,396 @@ def test_damaged_files_never_raise(tmp_path, monkeypatch, damaged):
         else:
             assert item.maps.ndim in (4, 5)
             assert item.maps.dtype in (np.float32, np.float64)
+
+
+# --------------------------------------------------------------------------- the size budget
+
+
+def traced_peak(work):
+    """``work()``'s result and the most memory it held at once (numpy's buffers included)."""
+    tracemalloc.start()
+    try:
+        result = work()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def budget_message(need: str, limit: str, what: str = "the array would take") -> str:
+    return (
+        f"refused: {what} {need}, over the --max-map-bytes limit of {limit} "
+        "(raise it with --max-map-bytes)"
+    )
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fails the test if any image page is decoded."""
+
+    def decoded(*args):
+        raise AssertionError("a page was decoded")
+
+    monkeypatch.setattr(loading, "_frame_to_array", decoded)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1", 1), ("2147483648", 2**31), ("512M", 512 * 2**20), ("4G", 4 * 2**30), ("4g", 4 * 2**30),
+     ("1.5GiB", 3 * 2**29), ("64 KB", 64 * 1024), ("2T", 2 * 2**40), ("0", 0)],
+)  # fmt: skip
+def test_parse_size_reads_bytes_and_binary_units(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "G", "lots", "-1", "4X", "1e9", "nan", "4 G B", "1.2.3"])
+def test_parse_size_refuses_what_is_not_a_size(text):
+    with pytest.raises(ValueError, match="is not a size"):
+        parse_size(text)
+
+
+def test_the_default_budget_is_2_gib_and_must_be_positive(tmp_path):
+    assert MAX_MAP_BYTES == 2**31
+    path = write_npy(tmp_path / "a.npy", np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="at least 1"):
+        load_source(Source(path, "a.npy"), max_map_bytes=0)
+
+
+def test_npy_over_the_budget_is_refused_from_its_header(tmp_path):
+    path = write_npy(tmp_path / "big.npy", np.zeros((256, 1024), np.float32))  # 1 MB
+    [item], peak = traced_peak(lambda: load_source(Source(path, "big.npy"), max_map_bytes=2**19))
+    assert item == LoadFailure("big.npy", budget_message("1.0 MB", "512.0 KB"))
+    assert peak < 2**18
+    [ok] = load_source(Source(path, "big.npy"), max_map_bytes=2**20)  # exactly the limit
+    assert isinstance(ok, HeatmapArray)
+
+
+def test_npy_of_3_gb_is_refused_at_the_default_budget(tmp_path):
+    path = tmp_path / "huge.npy"
+    path.write_bytes(npy_header_only((3 * 2**28,), "<f4"))
+    with open(path, "r+b") as fh:  # sparse: the data "follows" without taking disk space
+        fh.truncate(len(npy_header_only((3 * 2**28,), "<f4")) + 3 * 2**30)
+    [item], peak = traced_peak(lambda: load(path))
+    assert item.reason == budget_message("3.0 GB", "2.0 GB")
+    assert peak < 2**20
+
+
+def bomb_npz(path: Path, members: dict[str, int], compression: int) -> Path:
+    """An archive of all-zero float32 members of the given sizes in bytes."""
+    with zipfile.ZipFile(path, "w", compression, compresslevel=9) as archive:
+        for name, nbytes in members.items():
+            archive.writestr(name, npy_bytes(np.zeros(nbytes // 4, np.float32)))
+    return path
+
+
+def test_bzip2_npz_bomb_is_refused_before_inflating_at_the_default_budget(tmp_path):
+    path = bomb_npz(tmp_path / "bomb.npz", {"bomb.npy": 64 * 2**20}, zipfile.ZIP_BZIP2)
+    assert path.stat().st_size < 1000  # 64 MiB in a few hundred bytes
+    [item], peak = traced_peak(lambda: load(path))
+    assert item.name == "bomb.npz:bomb"
+    assert item.reason.startswith("refused as a decompression bomb: the member's ")
+    assert "inflate to 64.0 MB" in item.reason and "save it uncompressed" in item.reason
+    assert peak < 2**20
+
+
+def test_deflate_npz_member_over_the_budget_is_refused_and_its_neighbour_read(tmp_path):
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("big.npy", npy_bytes(np.zeros(2**21, np.float32)))  # 8 MiB
+        archive.writestr("small.npy", npy_bytes(np.eye(4, dtype=np.float32)))
+    source = Source(path, "bomb.npz")
+    (big, small), peak = traced_peak(lambda: load_source(source, max_map_bytes=2**20))
+    assert big == LoadFailure(
+        "bomb.npz:big", budget_message("8.0 MB", "1.0 MB", "the member would inflate to")
+    )
+    assert isinstance(small, HeatmapArray) and small.name == "bomb.npz:small"
+    assert peak < 2**20
+
+
+def test_archive_of_many_small_bzip2_bombs_is_refused_as_a_whole(tmp_path):
+    # each member is under every per-member guard; the archive's members, all in
+    # memory at once, inflate to 80 MB from a few KB
+    members = {f"m{k}.npy": 2 * 2**20 for k in range(40)}
+    path = bomb_npz(tmp_path / "many.npz", members, zipfile.ZIP_BZIP2)
+    [item], peak = traced_peak(lambda: load(path))
+    assert item.name == "many.npz"
+    assert item.reason.startswith("refused as a decompression bomb: its members' ")
+    assert peak < 2**20
+
+
+def test_deflated_zeros_are_not_taken_for_a_bomb(tmp_path):
+    # np.savez_compressed can't pass ~1,030x: the ratio guard leaves it alone
+    path = bomb_npz(tmp_path / "zeros.npz", {"z.npy": 80 * 2**20}, zipfile.ZIP_DEFLATED)
+    member = zipfile.ZipFile(path).infolist()[0]
+    assert member.file_size / member.compress_size > 1000
+    [item] = load_source(Source(path, "zeros.npz"), max_map_bytes=2**20)
+    assert item.reason == budget_message("80.0 MB", "1.0 MB", "the member would inflate to")
+
+
+def test_tiff_pages_are_summed_against_the_budget_before_any_is_decoded(tmp_path, monkeypatch):
+    path = write_stack(tmp_path / "stack.tif", [np.zeros((64, 64), np.uint8)] * 10)  # 40 KB
+    with monkeypatch.context() as patch:
+        patch.setattr(loading, "_frame_to_array", lambda *a: pytest.fail("a page was decoded"))
+        [item] = load_source(Source(path, "stack.tif"), max_map_bytes=30_000)
+    assert item.reason == budget_message("40.0 KB", "29.3 KB", "the pages would take")
+    [ok] = load_source(Source(path, "stack.tif"), max_map_bytes=10 * 64 * 64)
+    assert isinstance(ok, HeatmapArray) and ok.maps.shape == (1, 1, 10, 64, 64)
+
+
+def test_png_over_the_budget_is_refused_from_its_header(tmp_path, no_decoding):
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((100, 100), np.uint16)).save(path)  # 2 bytes a pixel
+    [item] = load_source(Source(path, "wide.png"), max_map_bytes=19_999)
+    assert item.reason == budget_message("19.5 KB", "19.5 KB")
+
+
+def test_png_at_the_budget_is_read(tmp_path):
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((100, 100), np.uint16)).save(path)
+    [item] = load_source(Source(path, "wide.png"), max_map_bytes=20_000)
+    assert isinstance(item, HeatmapArray)
+
+
+# --------------------------------------------------------------------------- APNG, 16-bit colour
+
+
+def test_animated_png_is_refused_not_read_as_a_volume(tmp_path, no_decoding):
+    path = tmp_path / "anim.png"
+    frames = [Image.fromarray(np.full((4, 5), k, np.uint8)) for k in range(3)]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    reason = "animated PNG (3 frames): save one frame, or the volume as a .tif stack"
+    assert load_fail(path) == reason
+
+
+def _png16(colour_type: int, channels: int, width: int = 5, height: int = 4) -> bytes:
+    """A 16-bit PNG written by hand (Pillow can't write 16-bit colour)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    pixels = np.zeros((height, width, channels), ">u2")
+    pixels[1, 2] = 60000
+    raw = b"".join(b"\0" + row.tobytes() for row in pixels)
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("colour_type", "channels"), [(2, 3), (6, 4), (4, 2)])
+def test_16_bit_colour_png_is_read_with_a_warning_that_it_lost_8_bits(
+    tmp_path, colour_type, channels
+):
+    path = tmp_path / "deep.png"
+    path.write_bytes(_png16(colour_type, channels))
+    item = load_ok(path)
+    assert any(note.startswith("16-bit colour PNG read as 8 bits") for note in item.warnings)
+    assert np.unravel_index(np.argmax(item.maps[0, 0]), (4, 5)) == (1, 2)
+
+
+def test_16_bit_grey_and_8_bit_colour_pngs_get_no_such_warning(tmp_path):
+    (tmp_path / "grey16.png").write_bytes(_png16(0, 1))
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(tmp_path / "rgb8.png")
+    grey = load_ok(tmp_path / "grey16.png")
+    assert grey.warnings == [] and grey.maps.max() == 60000
+    assert not any("16-bit" in note for note in load_ok(tmp_path / "rgb8.png").warnings)
+
+
+# --------------------------------------------------------------------------- unique names
+
+
+def test_npz_members_k_and_k_npy_keep_their_stored_names(tmp_path):
+    path = write_zip(
+        tmp_path / "d.npz",
+        {
+            "k": npy_bytes(np.eye(3)),
+            "k.npy": npy_bytes(np.eye(4)),
+            "lone.npy": npy_bytes(np.eye(2)),
+        },
+    )
+    items = load(path)
+    assert [i.name for i in items] == ["d.npz:k", "d.npz:k.npy", "d.npz:lone"]
+    assert [i.shape for i in items] == [(3, 3), (4, 4), (2, 2)]
+
+
+def test_npz_member_names_are_unique_even_when_the_zip_repeats_one(tmp_path):
+    path = tmp_path / "d.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        write_zip(path, {})
+        with zipfile.ZipFile(path, "w") as archive:
+            for size in (2, 3, 4):
+                archive.writestr("k.npy", npy_bytes(np.eye(size)))
+            archive.writestr("k.npy.npy", npy_bytes(np.eye(5)))
+    items = load(path)
+    names = ["d.npz:k.npy", "d.npz:k.npy#2", "d.npz:k.npy#3", "d.npz:k.npy.npy"]
+    assert [i.name for i in items] == names
+    assert [i.shape for i in items] == [(2, 2), (3, 3), (4, 4), (5, 5)]  # each member read
+
+
+def test_every_source_name_is_unique_whatever_the_arguments(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_npy(tmp_path / "d1" / "x.npy", np.eye(3))
+    write_npy(tmp_path / "d2" / "x.npy", np.eye(3))
+    sources, _ = discover(["d1", "d1/x.npy", "d1/x.npy", "d2/x.npy"])
+    assert names_of(sources) == ["x.npy", "d1/x.npy", "d1/x.npy#2", "d2/x.npy"]
+    monkeypatch.chdir(tmp_path / "d1")
+    sources, _ = discover(["x.npy", "../d1/x.npy", "./x.npy"])
+    assert names_of(sources) == ["x.npy", "../d1/x.npy", "x.npy#2"]
+    assert [s.path.resolve() for s in sources] == [tmp_path / "d1" / "x.npy"] * 3
+
+
+# --------------------------------------------------------------------------- special files
+
+
+def _never_blocks(work, fifo: Path | None = None):
+    """``work()``'s result; if it blocks, ``fifo`` is opened for writing to free it and the
+    test fails (a regression must not hang the suite)."""
+    box: list = []
+    thread = threading.Thread(target=lambda: box.append(work()), daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive() and fifo is not None:
+        with open(fifo, "wb"):  # the blocked reader's writer: it reads EOF and returns
+            pass
+        thread.join(10)
+        pytest.fail("reading a FIFO blocked")
+    assert not thread.is_alive(), "blocked"
+    return box[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_special_files_in_a_folder_are_reported_as_skipped_not_opened(tmp_path):
+    import socket
+
+    write_npy(tmp_path / "a.npy", np.eye(3))
+    os.mkfifo(tmp_path / "x.npy")
+    os.mkfifo(tmp_path / "ignored.txt")  # not a heatmap name: ignored like any other
+    (tmp_path / "to_fifo.npy").symlink_to("x.npy")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(tmp_path / "s.npz"))
+        sources, failures = _never_blocks(lambda: discover([tmp_path]))
+    finally:
+        server.close()
+    assert names_of(sources) == ["a.npy"]
+    assert sorted(failures, key=lambda f: f.name) == [
+        Skipped("s.npz", "not a regular file (a socket); skipped"),
+        Skipped("to_fifo.npy", "not a regular file (a FIFO); skipped"),
+        Skipped("x.npy", "not a regular file (a FIFO); skipped"),
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_given_to_load_source_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "x.npy"
+    os.mkfifo(fifo)
+    [item] = _never_blocks(lambda: load(fifo), fifo)
+    assert item == LoadFailure("x.npy", "not a regular file (a FIFO)")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_a_device_given_as_a_file_is_refused_before_reading(tmp_path):
+    sources, failures = discover(["/dev/zero"])
+    assert failures == [] and names_of(sources) == ["zero"]
+    [item], peak = traced_peak(lambda: _never_blocks(lambda: load_source(sources[0])))
+    assert item == LoadFailure("zero", "not a regular file (a character device)")
+    assert peak < 2**20
+
+
+class CountingEvent(threading.Event):
+    """An event that reads as set from its ``after``-th check on: a cancel mid-read."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.checks = after, 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks >= self.after
+
+
+@pytest.mark.parametrize("kind", ["npy", "npz", "deflated npz", "tif"])
+def test_a_cancel_event_stops_a_read_between_two_pieces(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(loading, "_CHUNK", 1024)
+    data = np.zeros((64, 64), np.float32)  # 16 pieces of 1 KB
+    if kind == "npy":
+        path = write_npy(tmp_path / "a.npy", data)
+    elif kind == "tif":
+        path = write_stack(tmp_path / "a.tif", [data[:8, :8]] * 16)  # 16 pages
+    else:
+        path = tmp_path / "a.npz"
+        method = zipfile.ZIP_DEFLATED if kind == "deflated npz" else zipfile.ZIP_STORED
+        with zipfile.ZipFile(path, "w", method) as archive:
+            archive.writestr("m.npy", npy_bytes(data))
+    cancel = CountingEvent(after=3)
+    [item] = load_source(Source(path, path.name), cancel=cancel)
+    assert item == LoadFailure(path.name, "interrupted while being read")
+    assert cancel.checks == 3  # stopped at the third piece, not after the sixteenth
+    [whole] = load_source(Source(path, path.name), cancel=threading.Event())
+    assert isinstance(whole, HeatmapArray)
+
+
+# --------------------------------------------------------------------------- deep trees
+
+
+def deep_tree(root: Path, levels: int, files_at: tuple[int, ...]) -> list[str]:
+    """``root/a/a/.../a`` ``levels`` deep, built by relative steps (os.makedirs recurses
+    once per level), with ``x.npy`` at the given depths; returns their names."""
+    here = os.getcwd()
+    names = []
+    try:
+        os.chdir(root)
+        for level in range(1, levels + 1):
+            os.mkdir("a")
+            os.chdir("a")
+            if level in files_at:
+                np.save("x.npy", np.eye(3, dtype=np.float32))
+                names.append("a/" * level + "x.npy")
+    finally:
+        os.chdir(here)
+    return names
+
+
+def remove_tree(top: Path) -> None:
+    """Empty ``top`` however deep it goes, by relative steps: shutil.rmtree (and so
+    pytest's clean-up of old temporary folders) recurses once per level and fails on
+    a tree over ~1,000 deep, and a path over PATH_MAX can't even be named whole."""
+    here = os.getcwd()
+    below: list[str] = []  # the folders stepped into, from top down
+    try:
+        os.chdir(top)
+        while True:
+            entries = list(os.scandir("."))
+            folder = next((e.name for e in entries if e.is_dir(follow_symlinks=False)), None)
+            if folder is not None:
+                os.chdir(folder)
+                below.append(folder)
+                continue
+            for entry in entries:
+                os.unlink(entry.name)
+            if not below:
+                return
+            os.chdir("..")
+            os.rmdir(below.pop())
+    finally:
+        os.chdir(here)
+
+
+@pytest.fixture
+def deep_root(tmp_path):
+    root = tmp_path / "deep"
+    root.mkdir()
+    yield root
+    remove_tree(root)
+
+
+def test_a_tree_1100_folders_deep_is_walked_without_recursion(deep_root):
+    names = deep_tree(deep_root, 1100, (1, 600, 1100))
+    (deep_root / "top.npy").write_bytes(npy_bytes(np.eye(2)))
+    sources, failures = discover([deep_root])
+    assert failures == []
+    assert names_of(sources) == sorted([*names, "top.npy"])
+    assert isinstance(load_source(sources[0])[0], HeatmapArray)

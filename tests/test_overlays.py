@@ -81,3 +81,16 @@ def test_colorize_stretches_each_map_and_blacks_out_nan():
 )
 def test_overlay_paths_stay_inside_the_output_folder(name, expected):
     assert overlay_path(Path("o"), name).as_posix() == expected
+
+
+def test_overlay_path_of_a_name_too_long_for_a_file_is_cut_and_hashed():
+    import os
+
+    long = "é" * 120 + ".npy"  # 244 bytes: legal, with .png it is not
+    path = overlay_path(Path("out"), f"sub/{long}")
+    assert path.parent == Path("out/overlays/sub")
+    assert len(os.fsencode(path.name)) <= 255 and path.name.endswith(".png")
+    assert path.name.startswith("é" * 50)
+    other = overlay_path(Path("out"), f"sub/{long[:-5]}x.npy")
+    assert other != path  # the hash tells names with the same prefix apart
+    assert overlay_path(Path("out"), "a" * 247 + ".npy").name == "a" * 247 + ".npy.png"  # fits

@@ -68,11 +68,11 @@ def test_read_ahead_is_bounded_by_prefetch(mixed_folder, monkeypatch):
     state = {"started": 0, "consumed": 0, "worst": 0}
     real = pipeline.load_source
 
-    def counting(source, layout):
+    def counting(source, *args):
         with lock:
             state["started"] += 1
             state["worst"] = max(state["worst"], state["started"] - state["consumed"])
-        return real(source, layout)
+        return real(source, *args)
 
     def consumed(source, items):
         with lock:
@@ -121,3 +121,63 @@ def test_cuda_gives_the_cpu_answer(mixed_folder):
         np.testing.assert_allclose(
             a.outputs["softargmax"].coords, b.outputs["softargmax"].coords, atol=1e-4
         )
+
+
+def test_batches_are_bounded_by_bytes_and_results_dont_change(tmp_path, monkeypatch):
+    """Issue 8, item 4: a batch was 256 maps whatever their size (24 maps of
+    64 MB took 4.2 GB); now it also holds at most batch_bytes of maps, and a
+    map bigger than that is a batch of its own."""
+    rng = np.random.default_rng(1)
+    sources = []
+    for i, shape in enumerate([(5, 12, 10), (1, 12, 10), (7, 12, 10), (2, 30, 20)]):
+        np.save(tmp_path / f"m{i}.npy", rng.random(shape).astype(np.float32))
+        sources.append(Source(tmp_path / f"m{i}.npy", f"m{i}.npy"))
+    settings = DecodeSettings(decoders=("argmax", "softargmax", "dark", "local-softargmax"))
+    sizes: list[int] = []
+    original = pipeline._Batcher._compute
+
+    def recording(self, parts):
+        sizes.append(sum(len(p) for p in parts))
+        return original(self, parts)
+
+    reference = decode_sources(sources, settings, workers=1)
+    monkeypatch.setattr(pipeline._Batcher, "_compute", recording)
+    per_map = 12 * 10 * 4
+    bounded = decode_sources(sources, settings, workers=1, batch_bytes=3 * per_map)
+    assert max(sizes) == 3 and sum(sizes) == 5 + 1 + 7 + 2
+    sizes.clear()
+    alone = decode_sources(sources, settings, workers=1, batch_bytes=1)
+    assert set(sizes) == {1}
+    for other in (bounded, alone):
+        for a, b in zip(reference.results, other.results, strict=True):
+            for label, out in a.outputs.items():
+                assert np.array_equal(out.coords, b.outputs[label].coords)
+                assert np.array_equal(out.spread, b.outputs[label].spread, equal_nan=True)
+            assert np.array_equal(a.multimodal, b.multimodal)
+    with pytest.raises(ValueError, match="batch_bytes"):
+        decode_sources(sources, settings, batch_bytes=0)
+
+
+def test_a_row_whose_coordinates_are_not_finite_is_never_ok(tmp_path):
+    """Issue 8, item 8, the backstop: whatever overflows (an option past the
+    CLI's checks, a library caller's frame), a row with NaN/Inf coordinates
+    gets status nonfinite and empty numbers, and the JSON writer doesn't crash."""
+    from heatdecode.frames import Frame
+    from heatdecode.writers import iter_rows, json_rows, write_csv, write_json
+
+    maps = np.zeros((2, 6, 6), np.float32)
+    maps[:, 2, 3] = 1
+    np.save(tmp_path / "a.npy", maps)
+    done = decode_sources([Source(tmp_path / "a.npy", "a.npy")], DecodeSettings())
+    result = done.results[0]
+    result.outputs["softargmax"].coords[1] = [np.inf, np.nan]
+    frame = Frame()
+    object.__setattr__(frame, "stride", (1e308,))  # past Frame's own check
+    rows = list(iter_rows(done.results, Frame()))
+    bad = [r for r in rows if r["channel"] == 1 and r["decoder"] == "softargmax"]
+    assert bad[0]["status"] == "nonfinite" and bad[0]["x"] is None
+    assert all(r["status"] != "nonfinite" for r in rows if r is not bad[0])
+    overflowing = list(iter_rows(done.results, frame))
+    assert {r["status"] for r in overflowing} == {"nonfinite"}
+    write_csv(tmp_path / "c.csv", overflowing)
+    write_json(tmp_path / "c.json", {"rows": json_rows(overflowing)})

@@ -989,3 +989,31 @@ def test_an_empty_batch_gives_empty_results(decoder):
     out = decode(torch.zeros(0, 3, 5, 6), decoder)
     assert out.coords.shape == (0, 3, 2)
     assert out.border.shape == (0, 3) and out.skipped.shape == (0, 3)
+
+
+@pytest.mark.parametrize("spatial", [(6, 6), (4, 5, 7)])
+def test_a_window_wider_than_the_map_is_clamped_to_it(spatial):
+    """Issue 8, item 3: radius 10⁶ once enumerated (2r+1)^d offsets in Python
+    (23 GB for r = 10⁵); offsets beyond the map have zero weight, so the window
+    is clamped to it and r = 10⁶ gives exactly what r = max extent − 1 gives."""
+    from heatdecode.refine import local_softargmax_decode
+
+    maps = torch.rand(3, *spatial, generator=torch.Generator().manual_seed(0))
+    d = len(spatial)
+    widest = local_softargmax_decode(maps, spatial_dims=d, radius=max(spatial) - 1)
+    huge = local_softargmax_decode(maps, spatial_dims=d, radius=10**6)
+    for a, b in zip(widest, huge, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_dark_refuses_a_sigma_beyond_its_maximum():
+    """Issue 8, item 3: σ = 1e10 asked for a 320 GB kernel, σ = 1e300 overflowed."""
+    from heatdecode.refine import DARK_SIGMA_MAX, dark_decode
+
+    maps = torch.zeros(1, 6, 6)
+    maps[0, 2, 3] = 1
+    for sigma in (1e10, 1e300, float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="sigma must be"):
+            dark_decode(maps, sigma=sigma)
+    assert DARK_SIGMA_MAX == 1e4
+    assert torch.isfinite(dark_decode(maps, sigma=100.0).coords).all()

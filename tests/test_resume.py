@@ -16,7 +16,7 @@ import pytest
 
 import heatdecode.runner as runner
 from heatdecode.cli import main
-from heatdecode.resume import output_lock
+from heatdecode.resume import input_record, output_lock
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +43,26 @@ def run_cli(*args: str) -> subprocess.Popen:
     )
 
 
+def comparable(out: Path) -> dict:
+    """coordinates.json without what differs between any two runs (timings)."""
+    document = json.loads((out / "coordinates.json").read_text())
+    for key in ("seconds", "maps_per_second"):
+        document["summary"].pop(key)
+    return document
+
+
+def overlay_set(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.png")}
+
+
 def test_sigterm_saves_finished_files_and_resume_equals_an_uninterrupted_run(many_files, tmp_path):
+    # overlays and one worker make the run last several seconds on any machine
+    options = ["-q", "--batch-size", "8", "--workers", "1"]
     reference = tmp_path / "reference"
-    assert main(["run", str(many_files), "--out", str(reference), "-q", "--no-overlays"]) == 0
-    reference_rows = json.loads((reference / "coordinates.json").read_text())["rows"]
+    assert main(["run", str(many_files), "--out", str(reference), *options]) == 0
 
     out = tmp_path / "out"
-    # overlays and one worker make the run last several seconds on any machine
-    args = [str(many_files), "--out", str(out), "-q", "--batch-size", "8", "--workers", "1"]
+    args = [str(many_files), "--out", str(out), *options]
     process = run_cli(*args)
     partial_csv = out / "coordinates.partial.csv"
     # wait until decoding has started (the lock file exists once the run owns --out)
@@ -73,13 +85,108 @@ def test_sigterm_saves_finished_files_and_resume_equals_an_uninterrupted_run(man
     saved = partial["complete_sources"]
     assert 0 < len(saved) < 150
     assert len(partial["rows"]) == len(saved) * 3 * 2  # whole files only
+    # every file saved has its overlay: overlays are part of "finished"
+    assert all(f["overlay"] and (out / f["overlay"]).is_file() for f in partial["files"])
 
-    assert main(["run", *args, "--resume", "--no-overlays"]) == 0
+    assert main(["run", *args, "--resume"]) == 0
     assert (out / "coordinates.csv").read_bytes() == (reference / "coordinates.csv").read_bytes()
-    final = json.loads((out / "coordinates.json").read_text())
+    final = comparable(out)
     assert final["complete"] is True and "complete_sources" not in final
-    assert final["rows"] == reference_rows
+    assert final == comparable(reference)  # rows, files, overlays and summary alike
+    assert overlay_set(out) == overlay_set(reference)
     assert not partial_csv.exists()
+
+
+def interrupt_after(monkeypatch, arrays: int) -> None:
+    """Make the next run stop as Ctrl-C would, right as array number ``arrays``
+    completes: before its overlay is queued, the moment that used to lose it."""
+    real = runner.decode_sources
+
+    def decode(todo, settings, **kwargs):
+        inner, seen = kwargs["on_complete"], []
+
+        def on_complete(result, maps):
+            seen.append(result.name)
+            if len(seen) == arrays:
+                raise KeyboardInterrupt
+            inner(result, maps)
+
+        monkeypatch.setattr(runner, "decode_sources", real)  # only this once
+        return real(todo, settings, **{**kwargs, "on_complete": on_complete})
+
+    monkeypatch.setattr(runner, "decode_sources", decode)
+
+
+def small_folder(folder: Path, count: int = 4) -> Path:
+    folder.mkdir()
+    for i in range(count):
+        maps = np.zeros((2, 6, 8), np.float32)
+        maps[0, 1 + i, 2] = maps[1, 4, 1 + i] = 1.0
+        np.save(folder / f"m{i}.npy", maps)
+    return folder
+
+
+def test_resume_after_an_interrupt_keeps_every_overlay_and_the_whole_summary(tmp_path, monkeypatch):
+    folder = small_folder(tmp_path / "in")
+    np.save(folder / "flat.npy", np.ones((1, 6, 8), np.float32))
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    options = ["-q", "--batch-size", "1", "--workers", "1"]
+    assert main(["run", str(folder), "--out", str(reference), *options]) == 0
+
+    interrupt_after(monkeypatch, 3)
+    assert main(["run", str(folder), "--out", str(out), *options]) == 130
+    partial = json.loads((out / "coordinates.partial.json").read_text())
+    assert partial["complete_sources"] == ["flat.npy", "m0.npy"]  # not m1: no overlay yet
+    assert main(["run", str(folder), "--out", str(out), *options, "--resume"]) == 0
+    final = comparable(out)
+    assert final == comparable(reference)
+    assert final["summary"]["arrays"] == 5 and final["summary"]["flat_maps"] == 1
+    assert overlay_set(out) == overlay_set(reference)
+
+
+def test_resume_refuses_changed_inputs(tmp_path, monkeypatch, capsys):
+    folder = small_folder(tmp_path / "a")
+    out = tmp_path / "out"
+    options = ["-q", "--batch-size", "1", "--no-overlays"]
+    interrupt_after(monkeypatch, 3)
+    assert main(["run", str(folder), "--out", str(out), *options]) == 130
+    saved = json.loads((out / "coordinates.partial.json").read_text())["complete_sources"]
+    assert saved == ["m0.npy", "m1.npy", "m2.npy"]
+    capsys.readouterr()
+
+    other = small_folder(tmp_path / "b")  # same names, other maps
+    assert main(["run", str(other), "--out", str(out), *options, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "can't resume: the inputs differ" in err and len(err.strip().splitlines()) == 1
+
+    maps = np.zeros((2, 6, 8), np.float32)
+    maps[:, 3, 7] = 1.0  # peak elsewhere, same name (and, here, the same size)
+    np.save(folder / "m1.npy", maps)
+    os.utime(folder / "m1.npy", ns=(1, 1))
+    assert main(["run", str(folder), "--out", str(out), *options, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "can't resume: m1.npy changed" in err and "m0.npy" not in err
+
+    assert main(["run", str(folder), "--out", str(out), *options, "--overwrite"]) == 0
+    rows = json.loads((out / "coordinates.json").read_text())["rows"]
+    assert {r["x"] for r in rows if r["file"] == "m1.npy" and r["decoder"] == "argmax"} == {7}
+
+
+def test_a_partial_json_missing_a_key_is_one_line(tmp_path, monkeypatch, capsys):
+    folder = small_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    options = ["-q", "--batch-size", "1", "--no-overlays"]
+    interrupt_after(monkeypatch, 3)
+    assert main(["run", str(folder), "--out", str(out), *options]) == 130
+    path = out / "coordinates.partial.json"
+    document = json.loads(path.read_text())
+    del document["files"][1]["source"]
+    path.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert main(["run", str(folder), "--out", str(out), *options, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "missing key 'source' in files[1]" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_resume_refuses_other_settings(many_files, tmp_path, capsys):
@@ -172,7 +279,12 @@ def test_problems_in_the_resumed_part_still_count(tmp_path):
     assert main(["run", str(folder), "--out", str(out), "-q", "--no-overlays"]) == 1
     # turn the finished run into an interrupted one that had done everything
     document = json.loads((out / "coordinates.json").read_text())
-    document |= {"complete": False, "complete_sources": ["a.npy", "b.npy"]}
+    names = {"a.npy": folder / "a.npy", "b.npy": folder / "b.npy"}
+    document |= {
+        "complete": False,
+        "complete_sources": ["a.npy", "b.npy"],
+        "resume_inputs": input_record([str(folder)], names),
+    }
     (out / "coordinates.partial.json").write_text(json.dumps(document))
     (out / "coordinates.csv").rename(out / "coordinates.partial.csv")
     (out / "coordinates.json").unlink()
@@ -182,3 +294,81 @@ def test_problems_in_the_resumed_part_still_count(tmp_path):
     assert final["summary"]["failed_files"] == 1
     assert final["summary"]["nonfinite_maps"] == 1
     assert [f["file"] for f in final["failures"]] == ["b.npy"]
+
+
+def one_map(folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    maps = np.zeros((6, 6), np.float32)
+    maps[2, 3] = 1.0
+    np.save(folder / "a.npy", maps)
+    return folder
+
+
+def test_a_symlinked_lock_is_refused_and_its_target_untouched(tmp_path, capsys):
+    folder, out = one_map(tmp_path / "in"), tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / ".heatdecode.lock").symlink_to(victim)
+    assert main(["run", str(folder), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "lock file" in err and "symlink" in err and len(err.strip().splitlines()) == 1
+    assert victim.read_text() == "precious\n"
+    assert not (out / "coordinates.csv").exists()
+
+
+def test_a_lock_that_is_a_folder_is_one_line(tmp_path, capsys):
+    folder, out = one_map(tmp_path / "in"), tmp_path / "out"
+    (out / ".heatdecode.lock").mkdir(parents=True)
+    assert main(["run", str(folder), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "lock file" in err and "folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_while_taking_the_lock_is_one_line(tmp_path, capsys, monkeypatch):
+    folder, out = one_map(tmp_path / "in"), tmp_path / "out"
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    assert main(["run", str(folder), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_interrupt_while_writing_the_outputs_replaces_neither(tmp_path, capsys, monkeypatch):
+    folder, out = one_map(tmp_path / "in"), tmp_path / "out"
+    assert main(["run", str(folder), "--out", str(out), "-q", "--no-overlays"]) == 0
+    before = {name: (out / name).read_bytes() for name in ("coordinates.csv", "coordinates.json")}
+    real = runner.write_json
+
+    def interrupted(path, document):
+        raise KeyboardInterrupt  # the CSV is written (under a temporary name) by now
+
+    monkeypatch.setattr(runner, "write_json", interrupted)
+    np.save(folder / "b.npy", np.eye(6, dtype=np.float32))
+    args = ["run", str(folder), "--out", str(out), "-q", "--no-overlays", "--overwrite"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "none was replaced" in err and len(err.strip().splitlines()) == 1
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == [".heatdecode.lock", *sorted(before)]
+
+    # a signal during the renames waits for them: then both outputs are the new ones
+    monkeypatch.setattr(runner, "write_json", real)
+    real_replace = os.replace
+
+    def replace(src, dst, **kwargs):
+        if os.fspath(dst).endswith("coordinates.csv"):  # the first final rename
+            signal.raise_signal(signal.SIGTERM)
+        real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(runner.os, "replace", replace)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "after every output was written" in err and "coordinates.json" in err
+    monkeypatch.setattr(runner.os, "replace", real_replace)
+    document = json.loads((out / "coordinates.json").read_text())
+    assert [f["file"] for f in document["files"]] == ["a.npy", "b.npy"]
+    assert "b.npy" in (out / "coordinates.csv").read_text()

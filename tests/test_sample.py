@@ -303,3 +303,31 @@ def test_low_contrast_preset_really_hurts_softargmax_with_the_cli_defaults(tmp_p
 def test_bad_knobs_are_value_errors(tmp_path, knobs, message):
     with pytest.raises(ValueError, match=message):
         write_synthetic(tmp_path, **knobs)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"count": 10**12}, "count must be"),
+        ({"count": 100_000}, "512 MiB"),
+        ({"sigma": 1e300}, "sigma must be"),
+        ({"sigma": 9000.0, "anisotropy": 2.0}, "sigma times anisotropy"),
+        ({"noise": 1e308}, "noise must be"),
+        ({"offset": 1e308}, "offset must be"),
+    ],
+)
+def test_write_synthetic_refuses_huge_sizes_before_making_anything(tmp_path, options, message):
+    """Issue 8, item 13: count 10¹² tried to allocate 14.6 TiB, σ = 1e300 overflowed."""
+    import tracemalloc
+
+    from heatdecode.sample import write_synthetic
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message):
+            write_synthetic(tmp_path / "s", **options)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20
+    assert not (tmp_path / "s").exists()

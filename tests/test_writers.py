@@ -15,6 +15,7 @@ from heatdecode.pipeline import DecodedArray, DecoderOutput
 from heatdecode.writers import (
     CSV_COLUMNS,
     atomic_write,
+    display_name,
     iter_rows,
     json_rows,
     write_csv,
@@ -100,7 +101,17 @@ def test_nonfinite_maps_have_empty_numbers():
 
 @pytest.mark.parametrize(
     "name",
-    ["plain.npy", "with,comma.npy", 'quote"d.npy', "new\nline.npy", "sp ace.npz:key", "ü.png"],
+    [
+        "plain.npy",
+        "with,comma.npy",
+        'quote"d.npy',
+        "new\nline.npy",
+        "carriage\rreturn.npy",  # csv leaves a lone \r bare unless the field is quoted
+        "cr\r\nlf.npy",
+        "=formula.npy",  # written as it is: see the README on spreadsheets
+        "sp ace.npz:key",
+        "ü.png",
+    ],
 )
 def test_csv_and_json_round_trip_awkward_file_names(tmp_path, name):
     result = decoded(name, np.array([[1.5, 2.25]]), (4, 4))
@@ -140,3 +151,58 @@ def test_atomic_write_honours_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (Path(tmp_path / "f.txt").stat().st_mode & 0o777) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("\x1b[31mred.npy", "\\x1b[31mred.npy"),  # ANSI colour
+        ("\x1b]0;PWNED\x07.npy", "\\x1b]0;PWNED\\x07.npy"),  # OSC: retitles the window
+        ("c1\x9b2J.npy", "c1\\x9b2J.npy"),  # C1 CSI
+        ("del\x7f.npy", "del\\x7f.npy"),
+        ("evil\u202egnp.npy", "evil\\u202egnp.npy"),  # right-to-left override
+        ("zero\u200bwidth.npy", "zero\\u200bwidth.npy"),
+        ("line\u2028sep.npy", "line\\u2028sep.npy"),
+        ("tab\tand\rcr.npy", "tab\\tand\\rcr.npy"),
+        ("[bold]x.npy", "[bold]x.npy"),  # shown as it is: consoles print without markup
+        ("ü 名.npy", "ü 名.npy"),
+    ],
+)
+def test_display_name_escapes_everything_that_acts_on_a_terminal(name, shown):
+    assert display_name(name) == shown
+    assert display_name(shown) == shown  # idempotent: escaping twice changes nothing
+    assert all(c.isprintable() for c in display_name(name))
+
+
+def test_atomic_write_takes_any_legal_name(tmp_path):
+    """The temporary name is short, so a 255-byte final name still works."""
+    path = tmp_path / ("n" * 255)
+    atomic_write(path, lambda fh: fh.write("ok"))
+    assert path.read_text() == "ok"
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_atomic_write_under_a_root_never_follows_a_symlinked_folder(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = tmp_path / "out"
+    (root / "overlays").mkdir(parents=True)
+    (root / "overlays" / "sub").symlink_to(elsewhere)
+    with pytest.raises(OSError, match="symlink"):
+        atomic_write(root / "overlays" / "sub" / "x.png", lambda fh: fh.write("x"), root=root)
+    assert list(elsewhere.iterdir()) == []
+    # missing folders are created, one by one
+    atomic_write(root / "overlays" / "new" / "deep" / "x.png", lambda fh: fh.write("x"), root=root)
+    assert (root / "overlays" / "new" / "deep" / "x.png").read_text() == "x"
+
+
+def test_atomic_write_replaces_a_planted_symlink_instead_of_writing_through_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "coordinates.csv").symlink_to(victim)
+    atomic_write(root / "coordinates.csv", lambda fh: fh.write("new"), root=root)
+    assert victim.read_text() == "precious"
+    assert not (root / "coordinates.csv").is_symlink()
+    assert (root / "coordinates.csv").read_text() == "new"
