@@ -1067,50 +1067,13 @@ def test_fifo_and_device_given_as_arguments_are_refused_without_reading(tmp_path
     assert {r["file"] for r in read_csv(tmp_path / "out")} == {"good.npy"}
 
 
-def _deep(root: Path, levels: int, files_at: tuple[int, ...]) -> None:
-    """``root/a/a/.../a`` by relative steps (os.makedirs recurses once per level)."""
-    here = os.getcwd()
-    try:
-        os.chdir(root)
-        for level in range(1, levels + 1):
-            os.mkdir("a")
-            os.chdir("a")
-            if level in files_at:
-                np.save("x.npy", peaked((4, 5), level))
-    finally:
-        os.chdir(here)
-
-
-def remove_tree(top: Path) -> None:
-    """Empty ``top`` however deep it goes, by relative steps: shutil.rmtree (and so
-    pytest's clean-up of old temporary folders) recurses once per level and fails on
-    a tree over ~1,000 deep, and a path over PATH_MAX can't even be named whole."""
-    here = os.getcwd()
-    below: list[str] = []  # the folders stepped into, from top down
-    try:
-        os.chdir(top)
-        while True:
-            entries = list(os.scandir("."))
-            folder = next((e.name for e in entries if e.is_dir(follow_symlinks=False)), None)
-            if folder is not None:
-                os.chdir(folder)
-                below.append(folder)
-                continue
-            for entry in entries:
-                os.unlink(entry.name)
-            if not below:
-                return
-            os.chdir("..")
-            os.rmdir(below.pop())
-    finally:
-        os.chdir(here)
-
-
-def test_a_tree_deeper_than_the_path_limit_is_reported_and_the_rest_decoded(tmp_path, capsys):
+def test_a_tree_deeper_than_the_path_limit_is_reported_and_the_rest_decoded(
+    tmp_path, capsys, deep_tree, remove_tree
+):
     folder = tmp_path / "in"
     folder.mkdir()
     try:
-        _deep(folder, 2100, (1100, 2100))  # 4,200 characters: over Linux's 4,096
+        deep_tree(folder, 2100, (1100, 2100))  # 4,200 characters: over Linux's 4,096
         out = tmp_path / "out"
         code = main(["run", str(folder), "--out", str(out), "-q"])
         err = capsys.readouterr().err

@@ -1189,58 +1189,15 @@ def test_a_cancel_event_stops_a_read_between_two_pieces(tmp_path, monkeypatch, k
 # --------------------------------------------------------------------------- deep trees
 
 
-def deep_tree(root: Path, levels: int, files_at: tuple[int, ...]) -> list[str]:
-    """``root/a/a/.../a`` ``levels`` deep, built by relative steps (os.makedirs recurses
-    once per level), with ``x.npy`` at the given depths; returns their names."""
-    here = os.getcwd()
-    names = []
-    try:
-        os.chdir(root)
-        for level in range(1, levels + 1):
-            os.mkdir("a")
-            os.chdir("a")
-            if level in files_at:
-                np.save("x.npy", np.eye(3, dtype=np.float32))
-                names.append("a/" * level + "x.npy")
-    finally:
-        os.chdir(here)
-    return names
-
-
-def remove_tree(top: Path) -> None:
-    """Empty ``top`` however deep it goes, by relative steps: shutil.rmtree (and so
-    pytest's clean-up of old temporary folders) recurses once per level and fails on
-    a tree over ~1,000 deep, and a path over PATH_MAX can't even be named whole."""
-    here = os.getcwd()
-    below: list[str] = []  # the folders stepped into, from top down
-    try:
-        os.chdir(top)
-        while True:
-            entries = list(os.scandir("."))
-            folder = next((e.name for e in entries if e.is_dir(follow_symlinks=False)), None)
-            if folder is not None:
-                os.chdir(folder)
-                below.append(folder)
-                continue
-            for entry in entries:
-                os.unlink(entry.name)
-            if not below:
-                return
-            os.chdir("..")
-            os.rmdir(below.pop())
-    finally:
-        os.chdir(here)
-
-
 @pytest.fixture
-def deep_root(tmp_path):
+def deep_root(tmp_path, remove_tree):
     root = tmp_path / "deep"
     root.mkdir()
     yield root
     remove_tree(root)
 
 
-def test_a_tree_1100_folders_deep_is_walked_without_recursion(deep_root):
+def test_a_tree_1100_folders_deep_is_walked_without_recursion(deep_root, deep_tree):
     names = deep_tree(deep_root, 1100, (1, 600, 1100))
     (deep_root / "top.npy").write_bytes(npy_bytes(np.eye(2)))
     sources, failures = discover([deep_root])
