@@ -254,12 +254,13 @@ def run_command(
             report = run(paths, out, config, on_loaded=loaded, on_start=started)
         except Interrupted as stop:
             done = stop.report
+            why = "interrupted" if done.error is None else f"error: {done.error}"
             _say(
                 err,
-                f"heatdecode: interrupted; the {done.saved_sources} files finished are in "
+                f"heatdecode: {why}; the {done.saved_sources} files finished are in "
                 f"{out / PARTIAL_NAMES['csv']}; rerun with --resume to finish",
             )
-            raise typer.Exit(130) from None
+            raise typer.Exit(130 if done.error is None else 1) from None
         except KeyboardInterrupt as stop:  # typer would exit 130 without a word
             # the final write says whether the outputs were all replaced or none was
             _say(err, f"heatdecode: interrupted {stop}" if str(stop) else "heatdecode: interrupted")

@@ -251,12 +251,27 @@ class _Batcher:
         self.pending = (self.executor.submit(self._compute, [p.maps for p in taken]), taken)
 
     def collect(self) -> None:
-        """Wait for the batch in flight and hand its results to its arrays."""
+        """Wait for the batch in flight and hand its results to its arrays.
+
+        Raises:
+            OutOfMemory: the device could not hold the batch.
+        """
         if self.pending is None:
             return
         future, pieces = self.pending
         self.pending = None
-        self._scatter(*future.result(), pieces)
+        try:
+            columns, per_map = future.result()
+        except (MemoryError, RuntimeError) as exc:
+            if not _out_of_memory(exc):
+                raise
+            maps = sum(len(p.maps) for p in pieces)
+            shape = "×".join(map(str, pieces[0].maps.shape[1:]))
+            raise OutOfMemory(
+                f"out of memory on {self.device} decoding a batch of {maps} map(s) of {shape}; "
+                "lower --batch-bytes or --batch-size (or --workers)"
+            ) from None
+        self._scatter(columns, per_map, pieces)
 
     def _compute(self, parts: list[np.ndarray]) -> tuple[dict, dict]:
         batch = parts[0] if len(parts) == 1 else self._concatenate(parts)
@@ -320,6 +335,17 @@ class _Batcher:
                 self.on_complete(result, self.arrays.pop(id(result)))
 
 
+class OutOfMemory(Exception):
+    """The device ran out of memory decoding a batch; the message says what to lower."""
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # torch reports a failed CPU allocation as a plain RuntimeError, CUDA's as
+    # torch.OutOfMemoryError (a RuntimeError too); only their text tells them apart
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "allocate memory" in text
+
+
 def _numpy(value: torch.Tensor | None) -> np.ndarray | None:
     if value is None:
         return None
@@ -345,15 +371,17 @@ class Decoding:
 
     ``results`` and ``failures`` are in source order. ``stopped`` is ``None``
     for a full run, ``"strict"`` when ``strict`` stopped it at a bad file, or
-    ``"interrupted"`` after Ctrl-C/SIGTERM: then arrays still waiting in a
-    batch are left out of ``results`` and only ``complete`` sources (every
-    array decoded or failed) can be trusted to be whole.
+    ``"interrupted"`` after Ctrl-C/SIGTERM, or ``"out-of-memory"`` when the
+    device could not hold a batch (``error`` says which): then arrays still
+    waiting in a batch are left out of ``results`` and only ``complete`` sources
+    (every array decoded or failed) can be trusted to be whole.
     """
 
     results: list[DecodedArray]
     failures: list[tuple[str, LoadFailure]]  # (source name, failure)
     complete: list[str]  # names of the sources fully handled, in order
     stopped: str | None = None
+    error: str | None = None
 
 
 def decode_sources(
@@ -413,6 +441,7 @@ def decode_sources(
 
     batcher = _Batcher(settings, torch.device(device), batch_size, completed, batch_bytes)
     stopped: str | None = None
+    error: str | None = None
     runs = settings.resolved_runs()
     with ThreadPoolExecutor(
         max_workers=max(1, workers), thread_name_prefix="heatdecode-load"
@@ -451,6 +480,8 @@ def decode_sources(
                 batcher.finish()
         except KeyboardInterrupt:
             stopped = "interrupted"
+        except OutOfMemory as exc:  # what was decoded is kept, as after an interrupt
+            stopped, error = "out-of-memory", str(exc)
         finally:
             cancel.set()  # a read still in flight is not waited for to its end
             for _, pending in queue:
@@ -465,4 +496,4 @@ def decode_sources(
     waiting = {r.source for r in results if r.pending}
     done = [r for r in results if not r.pending]
     complete = [name for name in loaded if name not in waiting]
-    return Decoding(done, failures, complete, stopped)
+    return Decoding(done, failures, complete, stopped, error)

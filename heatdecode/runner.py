@@ -101,7 +101,8 @@ class RunConfig:
 
 
 class Interrupted(Exception):
-    """Ctrl-C or SIGTERM stopped the run; ``report`` says what was saved where."""
+    """Ctrl-C, SIGTERM or running out of memory stopped the run (``report.stopped``
+    says which, ``report.error`` why); ``report`` says what was saved where."""
 
     def __init__(self, report: RunReport) -> None:
         super().__init__("interrupted")
@@ -120,7 +121,7 @@ class RunReport:
     failures: list[LoadFailure]
     sources: int
     device: str
-    stopped: str | None  # None, "strict" or "interrupted"
+    stopped: str | None  # None, "strict", "interrupted" or "out-of-memory"
     elapsed: float
     outputs: list[Path] = field(default_factory=list)
     overlay_errors: list[LoadFailure] = field(default_factory=list)
@@ -131,6 +132,7 @@ class RunReport:
     resumed_failures: int = 0
     resumed_nonfinite: int = 0
     saved_sources: int = 0  # after an interruption: files whose results were saved
+    error: str | None = None  # why the run stopped early, when not interrupted by a user
     # the summary's counts over both parts, old and new (see _totals)
     totals: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. folders skipped as old outputs
@@ -499,7 +501,8 @@ def _locked_run(
             overlay_errors.append(LoadFailure(result.name, f"{OVERLAY_FAILED} ({exc})"))
             overlay_sources[result.name] = result.source
 
-    interrupted = decoding.stopped == "interrupted"
+    # out of memory: what is finished is saved for --resume, as after Ctrl-C
+    interrupted = decoding.stopped in ("interrupted", "out-of-memory")
     # Only whole sources go into the outputs of an interrupted run, so that
     # --resume can skip exactly those and redo the rest; a source is whole once
     # its overlays are drawn too (the signal may have come before one was queued).
@@ -514,6 +517,7 @@ def _locked_run(
         sources=len(sources) + len(missing),
         device=str(device),
         stopped=decoding.stopped,
+        error=decoding.error,
         elapsed=0.0,
         overlay_errors=overlay_errors,
         resumed_sources=len(resumed.complete),
@@ -851,7 +855,7 @@ def _document(
         "rows": rows,
     }
     if interrupted:
-        document["stopped"] = "interrupted"
+        document["stopped"] = report.stopped
         document["complete_sources"] = sorted(
             {f["source"] for entry in per_source for f in entry.files + entry.failures}
         )

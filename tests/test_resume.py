@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import heatdecode.pipeline as pipeline
 import heatdecode.runner as runner
 from heatdecode.cli import main
 from heatdecode.resume import input_record, output_lock
@@ -372,3 +373,40 @@ def test_an_interrupt_while_writing_the_outputs_replaces_neither(tmp_path, capsy
     document = json.loads((out / "coordinates.json").read_text())
     assert [f["file"] for f in document["files"]] == ["a.npy", "b.npy"]
     assert "b.npy" in (out / "coordinates.csv").read_text()
+
+
+def test_running_out_of_memory_saves_what_is_finished_for_resume(tmp_path, monkeypatch, capsys):
+    """A batch the device can't hold stops the run like an interrupt (partial
+    outputs, one line saying what to lower), exit 1; --resume then finishes it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        m = np.zeros((6, 7), np.float32)
+        m[i % 6, i] = 1
+        np.save(folder / f"m{i}.npy", m)
+    whole = tmp_path / "whole"
+    assert main(["run", str(folder), "--out", str(whole), "-q", "--no-overlays"]) == 0
+
+    real, calls = pipeline.multimodal, []
+
+    def failing(maps):
+        calls.append(1)
+        if len(calls) == 3:  # torch's own words for a failed CPU allocation
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to ...")
+        return real(maps)
+
+    monkeypatch.setattr(pipeline, "multimodal", failing)
+    out = tmp_path / "out"
+    args = ["run", str(folder), "--out", str(out), "-q", "--no-overlays", "--batch-size", "1"]
+    assert main(args) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("heatdecode: error: out of memory on cpu decoding a batch of 1 map(s)")
+    assert "lower --batch-bytes or --batch-size" in line and "--resume" in line
+    partial = json.loads((out / "coordinates.partial.json").read_text())
+    assert partial["stopped"] == "out-of-memory" and partial["complete"] is False
+    assert not (out / "coordinates.csv").exists()
+
+    monkeypatch.setattr(pipeline, "multimodal", real)
+    assert main([*args, "--resume"]) == 0
+    assert (out / "coordinates.csv").read_bytes() == (whole / "coordinates.csv").read_bytes()
+    assert not (out / "coordinates.partial.json").exists()
