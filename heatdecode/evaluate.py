@@ -475,23 +475,33 @@ def write_metrics(out_dir: Path, evaluation: Evaluation) -> list[Path]:
     (``null`` where undefined), plus ``missing_truth``, ``missing_maps`` and a
     description of every field.
     """
-    out_dir = Path(out_dir)
+    paths = [Path(out_dir) / "metrics.csv", Path(out_dir) / "metrics.json"]
+    write_metrics_csv(paths[0], evaluation)
+    write_metrics_json(paths[1], evaluation)
+    return paths
+
+
+def write_metrics_csv(path: Path, evaluation: Evaluation) -> None:
+    """``metrics.csv`` (see :func:`write_metrics`) at ``path``, atomically."""
     columns = metrics_columns(evaluation.thresholds)
 
-    def write_csv(fh: IO[str]) -> None:
+    def write(fh: IO[str]) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(columns)
         for row in evaluation.rows():
             writer.writerow([_cell(row[c]) for c in columns])
 
-    def write_json(fh: IO[str]) -> None:
+    atomic_write(path, write, errors=CSV_ERRORS)
+
+
+def write_metrics_json(path: Path, evaluation: Evaluation) -> None:
+    """``metrics.json`` (see :func:`write_metrics`) at ``path``, atomically."""
+
+    def write(fh: IO[str]) -> None:
         json.dump(metrics_document(evaluation), fh, indent=1, ensure_ascii=False, allow_nan=False)
         fh.write("\n")
 
-    paths = [out_dir / "metrics.csv", out_dir / "metrics.json"]
-    atomic_write(paths[0], write_csv, errors=CSV_ERRORS)
-    atomic_write(paths[1], write_json, errors=JSON_ERRORS)
-    return paths
+    atomic_write(path, write, errors=JSON_ERRORS)
 
 
 def _show(value: float | None, digits: int = 3, signed: bool = False) -> str:

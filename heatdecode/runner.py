@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import tempfile
 import threading
 import time
 import uuid
@@ -29,7 +28,13 @@ import numpy as np
 import torch
 
 from heatdecode import __version__
-from heatdecode.evaluate import Evaluation, evaluate, read_truth, write_metrics
+from heatdecode.evaluate import (
+    Evaluation,
+    evaluate,
+    read_truth,
+    write_metrics_csv,
+    write_metrics_json,
+)
 from heatdecode.family import DECODERS, check_options
 from heatdecode.frames import Frame, apply_frame
 from heatdecode.loading import MAX_MAP_BYTES, HeatmapArray, LoadFailure, Source, discover
@@ -552,8 +557,8 @@ def _locked_run(
         except ValueError as exc:  # e.g. two inputs with the same file name
             raise UsageError(f"--truth: {exc}") from None
         evaluation = report.evaluation
-        for i, name in enumerate(METRICS_NAMES):
-            staged[name] = lambda path, i=i: _write_metric(path, evaluation, i)
+        staged[METRICS_NAMES[0]] = lambda path: write_metrics_csv(path, evaluation)
+        staged[METRICS_NAMES[1]] = lambda path: write_metrics_json(path, evaluation)
     report.elapsed = time.perf_counter() - started
     if "json" in formats or interrupted:
         document = _document(report, settings, per_source, rows, interrupted)
@@ -589,13 +594,6 @@ class _OverlayPlaces:
 
     def _key(self, path: Path) -> str:
         return path.relative_to(self.out_dir).as_posix()
-
-
-def _write_metric(path: Path, evaluation: Evaluation, index: int) -> None:
-    """Write one of ``metrics.csv``/``metrics.json`` (by ``index``) at ``path``."""
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".hd-") as tmp:
-        written = write_metrics(Path(tmp), evaluation)[index]
-        os.replace(written, path)
 
 
 def _commit(
