@@ -22,11 +22,36 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
+#: Every status, most serious first: the one home of their order (see row_status).
 STATUSES = ("nonfinite", "flat", "border", "unrefined", "low-contrast", "multimodal", "ok")
+
+
+def row_status(flags: Mapping[str, bool]) -> str:
+    """The most serious status whose flag is set, in :data:`STATUSES` order; ``ok`` if none.
+
+    ``flags`` maps status names to whether they apply; a missing name doesn't.
+
+    Example:
+        >>> row_status({"multimodal": True, "border": True, "flat": False})
+        'border'
+        >>> row_status({})
+        'ok'
+    """
+    if not flags.keys() <= _FLAGS:
+        unknown = sorted(set(flags) - _FLAGS)
+        raise ValueError(f"unknown status flag(s) {unknown}; known: {STATUSES[:-1]}")
+    for status in STATUSES[:-1]:
+        if flags.get(status):
+            return status
+    return "ok"
+
+
+_FLAGS = frozenset(STATUSES[:-1])
 
 
 def multimodal(maps: Tensor) -> Tensor:

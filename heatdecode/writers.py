@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from heatdecode.frames import Frame, apply_frame
 from heatdecode.pipeline import DecodedArray
+from heatdecode.status import row_status
 
 CSV_COLUMNS = ("file", "sample", "channel", "decoder", "x", "y", "z", "score", "spread", "status")
 JSON_SCHEMA = "heatdecode.coordinates/1"
@@ -201,17 +202,18 @@ def _open_folder(root: Path, parts: tuple[str, ...]) -> int:
 
 
 def map_status(result: DecodedArray, index: int, label: str) -> str:
-    """The most serious status of one row (see :mod:`heatdecode.status`)."""
+    """The status of one row: its flags, ranked by :func:`heatdecode.status.row_status`."""
     out = result.outputs[label]
-    checks = (
-        ("nonfinite", not result.finite[index]),
-        ("flat", result.flat[index]),
-        ("border", out.border[index]),
-        ("unrefined", out.skipped[index]),
-        ("low-contrast", out.low_contrast[index]),
-        ("multimodal", result.multimodal[index]),
+    return row_status(
+        {
+            "nonfinite": not result.finite[index],
+            "flat": bool(result.flat[index]),
+            "border": bool(out.border[index]),
+            "unrefined": bool(out.skipped[index]),
+            "low-contrast": bool(out.low_contrast[index]),
+            "multimodal": bool(result.multimodal[index]),
+        }
     )
-    return next((status for status, applies in checks if applies), "ok")
 
 
 def iter_rows(results: Iterable[DecodedArray], frame: Frame = Frame()) -> Iterator[dict[str, Any]]:

@@ -10,7 +10,7 @@ import torch
 
 from heatdecode.cli import main
 from heatdecode.sample import gaussian
-from heatdecode.status import STATUSES, low_contrast, multimodal
+from heatdecode.status import STATUSES, low_contrast, multimodal, row_status
 
 
 def peak(shape=(30, 40), centre=(12.3, 14.6), sigma=2.0) -> np.ndarray:
@@ -125,3 +125,28 @@ def test_multimodal_tests_candidates_in_slabs_not_all_at_once(monkeypatch, kind)
     assert max(seen, default=0) <= 500
     if kind == "flat":
         assert seen == []  # a constant map has no peak to test
+
+
+@pytest.mark.parametrize(
+    ("serious", "lesser"),
+    [(a, b) for i, a in enumerate(STATUSES[:-1]) for b in STATUSES[i + 1 : -1]],
+)
+def test_the_more_serious_status_wins_when_a_row_carries_two(serious, lesser):
+    assert row_status({serious: True, lesser: True}) == serious
+    assert row_status({lesser: True, serious: False}) == lesser
+
+
+def test_every_flag_at_once_is_nonfinite_and_none_is_ok():
+    assert row_status(dict.fromkeys(STATUSES[:-1], True)) == "nonfinite"
+    assert row_status(dict.fromkeys(STATUSES[:-1], False)) == "ok"
+    with pytest.raises(ValueError, match="unknown status flag"):
+        row_status({"ok": True})
+
+
+def test_a_refined_peak_on_the_border_of_a_two_peak_map_is_border_not_multimodal(tmp_path):
+    maps = np.zeros((1, 20, 30))
+    maps[0, 0, 10] = 1.0  # the highest peak on the top edge
+    maps[0, 12, 25] = 0.8  # a second one, far away
+    rows = rows_for(tmp_path, maps, "-d", "argmax", "-d", "parabola")
+    status = {r["decoder"]: r["status"] for r in rows}
+    assert status == {"argmax": "multimodal", "parabola": "border"}
