@@ -570,13 +570,20 @@ def sample_command(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns every user mistake into one line and an exit code."""
+    # Process-wide settings (warnings filters, the SIGTERM handler) are made
+    # here and restored on the way out, so calling main() leaves no trace.
+    with warnings.catch_warnings():
+        # Large images are refused by the loader with a one-line reason; Pillow's own
+        # warning on the way would only add a second, noisier line.
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        # Pillow warns about damaged TIFF tags on its way to failing; the file is
+        # reported once, by the loader, with its reason.
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
-    # Large images are refused by the loader with a one-line reason; Pillow's own
-    # warning on the way would only add a second, noisier line.
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    # Pillow warns about damaged TIFF tags on its way to failing; the file is
-    # reported once, by the loader, with its reason.
-    warnings.filterwarnings("ignore", module=r"PIL\.")
     try:
         # SIGTERM (a cluster's scheduler, `kill`) stops the run like Ctrl-C:
         # what is finished gets saved for --resume.
@@ -585,6 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         previous = None
     try:
         result = command.main(args=argv, prog_name="heatdecode", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return 1
     except UsageError as exc:
         _say(_err(), f"heatdecode: error: {exc}")
         return 2
@@ -595,13 +606,11 @@ def main(argv: list[str] | None = None) -> int:
         _say(_err(), "heatdecode: interrupted")
         return 130
     except Exception as exc:
-        # typer's parse errors (a vendored click's UsageError) carry their own exit code
+        # typer's parse errors (click's UsageError, vendored by newer typers: not
+        # public, so known by its interface) carry their own exit code
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             _say(_err(), f"heatdecode: error: {exc.format_message()}")
             return int(exc.exit_code)
-        code = getattr(exc, "exit_code", None)
-        if isinstance(code, int) and type(exc).__name__ in ("Exit", "Abort"):
-            return code if type(exc).__name__ == "Exit" else 1
         raise
     finally:
         if previous is not None:

@@ -18,6 +18,10 @@ Four coordinate frames are offered:
   of size 1 maps to 0.
 * ``"normalized-edges"``: ``[-1, 1]`` with ±1 at the outer *edges* of the first
   and last pixel, ``grid_sample(..., align_corners=False)`` and dsntnn.
+
+Pure core: imports only the standard library, numpy, torch and other core
+modules (decoders, refine, status, layouts, frames, family); no I/O and no
+module state, so it can be used without the CLI stack (``tests/test_package.py``).
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 ``decode(heatmaps, name, ...)`` runs any decoder; :data:`DECODERS` says which
 options each one takes. All return a :class:`~heatdecode.decoders.Decoded` in
 the same coordinate frame, so they are directly comparable.
+
+Pure core: imports only the standard library, numpy, torch and other core
+modules (decoders, refine, status, layouts, frames, family); no I/O and no
+module state, so it can be used without the CLI stack (``tests/test_package.py``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ Decoders work in the heatmap's pixel frame (centres at integers). A
 3. ``spacing`` (volumes in physical units, e.g. mm per voxel): the pixel or
    half-pixel coordinate times the spacing; origin at the first voxel's centre
    (pixel) or corner (half-pixel).
+
+Pure core: imports only the standard library, numpy, torch and other core
+modules (decoders, refine, status, layouts, frames, family); no I/O and no
+module state, so it can be used without the CLI stack (``tests/test_package.py``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ keypoints), ``D``, ``H`` and ``W``, one per array axis, e.g. ``"CHW"``,
 ``"HWC"`` or ``"NCHWD"`` for arrays saved as (N, C, H, W, D). Every array is
 brought to the canonical order ``(N, C, H, W)`` or ``(N, C, D, H, W)``; a
 missing ``N`` or ``C`` becomes an axis of size 1.
+
+Pure core: imports only the standard library, numpy, torch and other core
+modules (decoders, refine, status, layouts, frames, family); no I/O and no
+module state, so it can be used without the CLI stack (``tests/test_package.py``).
 """
 
 from __future__ import annotations

@@ -33,6 +33,10 @@ instead reports the centre of its clipped window, see there).
 All work is batched: no Python loop over maps, only over the 2 or 3 axes,
 the window's offsets, the smoothing kernel's taps or DARK's few groups of
 similar kernel widths.
+
+Pure core: imports only the standard library, numpy, torch and other core
+modules (decoders, refine, status, layouts, frames, family); no I/O and no
+module state, so it can be used without the CLI stack (``tests/test_package.py``).
 """
 
 from __future__ import annotations

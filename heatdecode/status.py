@@ -16,6 +16,10 @@ Each row of the outputs carries one ``status``, the most serious that applies:
                 (above the map's minimum) as the highest one
 ``ok``          none of the above
 ==============  =============================================================
+
+Pure core: imports only the standard library, numpy, torch and other core
+modules (decoders, refine, status, layouts, frames, family); no I/O and no
+module state, so it can be used without the CLI stack (``tests/test_package.py``).
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ disk (for names without a backslash of their own). Other text written through
 
 from __future__ import annotations
 
-import codecs
 import csv
 import errno
 import json
 import math
 import os
+import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -38,31 +38,32 @@ CSV_COLUMNS = ("file", "sample", "channel", "decoder", "x", "y", "z", "score", "
 JSON_SCHEMA = "heatdecode.coordinates/1"
 
 
-def _escaper(backslash: str) -> Callable[[UnicodeError], tuple[str, int]]:
-    """A codec error handler writing undecodable bytes as ``\\xNN`` (other lone
-    surrogates as ``\\uXXXX``), with ``backslash`` as the backslash."""
-
-    def handler(exc: UnicodeError) -> tuple[str, int]:
-        if not isinstance(exc, UnicodeEncodeError):
-            raise exc
-        out = []
-        for char in exc.object[exc.start : exc.end]:
-            code = ord(char)
-            if 0xDC80 <= code <= 0xDCFF:  # a byte that os.fsdecode couldn't decode
-                out.append(f"{backslash}x{code - 0xDC00:02x}")
-            else:
-                out.append(f"{backslash}u{code:04x}")
-        return "".join(out), exc.end
-
-    return handler
-
-
-# Used by write_csv and write_json: a name's undecodable byte 0xff becomes the
-# text \xff (in JSON the backslash is itself escaped, so it parses to the same text).
+# Error modes of atomic_write for write_csv and write_json: a name's undecodable
+# byte 0xff becomes the text \xff (in JSON the backslash is itself escaped, so
+# it parses to the same text); other lone surrogates become \uXXXX. Done by
+# _EscapingText rather than a codec error handler, so nothing is registered
+# process-wide when this module is imported.
 CSV_ERRORS = "heatdecode.csv-escape"
 JSON_ERRORS = "heatdecode.json-escape"
-codecs.register_error(CSV_ERRORS, _escaper("\\"))
-codecs.register_error(JSON_ERRORS, _escaper("\\\\"))
+_BACKSLASHES = {CSV_ERRORS: "\\", JSON_ERRORS: "\\\\"}
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _EscapingText:
+    """A text file's ``write`` that escapes lone surrogates with ``backslash``."""
+
+    def __init__(self, fh: IO[str], backslash: str) -> None:
+        self._fh = fh
+        self._backslash = backslash
+
+    def write(self, text: str) -> int:
+        return self._fh.write(_LONE_SURROGATE.sub(self._escape, text))
+
+    def _escape(self, match: re.Match[str]) -> str:
+        code = ord(match.group())
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that os.fsdecode couldn't decode
+            return f"{self._backslash}x{code - 0xDC00:02x}"
+        return f"{self._backslash}u{code:04x}"
 
 
 def display_name(name: str) -> str:
@@ -121,7 +122,14 @@ def atomic_write(
     has a legal temporary name.
     """
     mode = "wb" if binary else "w"
+    escape = None if binary else _BACKSLASHES.get(errors)
+    if escape is not None:
+        errors = "strict"  # nothing unencodable is left once surrogates are escaped
     kwargs = {} if binary else {"encoding": "utf-8", "newline": "", "errors": errors}
+
+    def write_to(fh: IO[Any]) -> None:
+        write(fh if escape is None else _EscapingText(fh, escape))
+
     tmp = f".hd-{uuid.uuid4().hex[:12]}.tmp"
     # 0o666 honours the user's umask (mkstemp would force 0600); O_EXCL and
     # O_NOFOLLOW: never open what someone else put there
@@ -131,7 +139,7 @@ def atomic_write(
         fd = os.open(path.with_name(tmp), flags, 0o666)
         try:
             with os.fdopen(fd, mode, **kwargs) as fh:
-                write(fh)
+                write_to(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(path.with_name(tmp), path)
@@ -149,7 +157,7 @@ def atomic_write(
         fd = os.open(tmp, flags, 0o666, dir_fd=dir_fd)
         try:
             with os.fdopen(fd, mode, **kwargs) as fh:
-                write(fh)
+                write_to(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             # the rename replaces a symlink at path; it never follows one

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -683,3 +685,16 @@ def test_sample_and_bench_refuse_huge_sizes_with_one_line(tmp_path, capsys, args
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_main_leaves_no_process_wide_trace(tmp_path):
+    """Warnings filters and the SIGTERM handler are set inside main() and restored."""
+    filters, handler = list(warnings.filters), signal.getsignal(signal.SIGTERM)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.save(folder / "m.npy", np.eye(4, dtype=np.float32))
+    assert main(["run", str(folder), "--out", str(tmp_path / "out"), "-q"]) == 0
+    assert main(["run", "--bogus"]) == 2
+    assert main(["--version"]) == 0
+    assert list(warnings.filters) == filters
+    assert signal.getsignal(signal.SIGTERM) == handler
