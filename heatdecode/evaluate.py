@@ -28,7 +28,7 @@ from typing import IO, Any
 import numpy as np
 from rich.table import Table
 
-from heatdecode.writers import CSV_ERRORS, JSON_ERRORS, atomic_write
+from heatdecode.atomic import CSV_ERRORS, JSON_ERRORS, atomic_write
 
 Key = tuple[str, int, int]  # (file, sample, channel)
 

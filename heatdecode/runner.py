@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from heatdecode import __version__
+from heatdecode.atomic import atomic_write
 from heatdecode.evaluate import (
     Evaluation,
     evaluate,
@@ -59,7 +60,6 @@ from heatdecode.resume import (
 from heatdecode.writers import (
     CSV_COLUMNS,
     JSON_SCHEMA,
-    atomic_write,
     iter_rows,
     json_rows,
     write_csv,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from heatdecode.writers import atomic_write
+from heatdecode.atomic import atomic_write
 
 TRUTH_COLUMNS = ("file", "sample", "channel", "decoder", "x", "y", "z", "score")
 

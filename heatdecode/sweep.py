@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from heatdecode.atomic import atomic_write
 from heatdecode.evaluate import DecoderMetrics, pck_column
 from heatdecode.family import DECODERS
 from heatdecode.pipeline import DecoderRun, DecodeSettings
 from heatdecode.runner import RunConfig, RunReport, UsageError, run
-from heatdecode.writers import atomic_write
 
 SWEEP_NAMES = ("sweep.csv", "sweep.png")
 

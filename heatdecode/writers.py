@@ -1,8 +1,8 @@
 r"""Writing results: ``coordinates.csv`` and ``coordinates.json``, atomically.
 
-Every output goes to a temporary file in the same folder and is renamed into
-place only when complete, so an interrupted run never leaves a half-written
-file under a final name.
+Every output goes through :func:`heatdecode.atomic.atomic_write`: a temporary
+file in the same folder, renamed into place only when complete, so an
+interrupted run never leaves a half-written file under a final name.
 
 Text outputs are always valid UTF-8. A file name that is not (on Linux a name
 is bytes; Python decodes an undecodable byte such as ``0xff`` to the lone
@@ -13,57 +13,26 @@ Names that are valid UTF-8 (commas, quotes, newlines, spaces, ``ü``...) are
 written as they are and round-trip through Python's ``csv`` and ``json``.
 ``os.fsdecode(codecs.escape_decode(name.encode())[0])`` gives back the name on
 disk (for names without a backslash of their own). Other text written through
-:func:`atomic_write` gets Python's ``backslashreplace`` (``\udcff``).
+:func:`~heatdecode.atomic.atomic_write` gets Python's ``backslashreplace`` (``\udcff``).
 """
 
 from __future__ import annotations
 
 import csv
-import errno
 import json
 import math
-import os
-import re
 import unicodedata
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from heatdecode.atomic import CSV_ERRORS, JSON_ERRORS, atomic_write
 from heatdecode.frames import Frame, apply_frame
 from heatdecode.pipeline import DecodedArray
 from heatdecode.status import row_status
 
 CSV_COLUMNS = ("file", "sample", "channel", "decoder", "x", "y", "z", "score", "spread", "status")
 JSON_SCHEMA = "heatdecode.coordinates/1"
-
-
-# Error modes of atomic_write for write_csv and write_json: a name's undecodable
-# byte 0xff becomes the text \xff (in JSON the backslash is itself escaped, so
-# it parses to the same text); other lone surrogates become \uXXXX. Done by
-# _EscapingText rather than a codec error handler, so nothing is registered
-# process-wide when this module is imported.
-CSV_ERRORS = "heatdecode.csv-escape"
-JSON_ERRORS = "heatdecode.json-escape"
-_BACKSLASHES = {CSV_ERRORS: "\\", JSON_ERRORS: "\\\\"}
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class _EscapingText:
-    """A text file's ``write`` that escapes lone surrogates with ``backslash``."""
-
-    def __init__(self, fh: IO[str], backslash: str) -> None:
-        self._fh = fh
-        self._backslash = backslash
-
-    def write(self, text: str) -> int:
-        return self._fh.write(_LONE_SURROGATE.sub(self._escape, text))
-
-    def _escape(self, match: re.Match[str]) -> str:
-        code = ord(match.group())
-        if 0xDC80 <= code <= 0xDCFF:  # a byte that os.fsdecode couldn't decode
-            return f"{self._backslash}x{code - 0xDC00:02x}"
-        return f"{self._backslash}u{code:04x}"
 
 
 def display_name(name: str) -> str:
@@ -100,113 +69,6 @@ def _display_char(char: str) -> str:
 # format characters (bidi overrides, zero-width joiners...), separators, lone
 # surrogates and unassigned or private code points: none is safe to show raw
 _INVISIBLE = frozenset({"Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-
-
-def atomic_write(
-    path: Path,
-    write: Callable[[IO[Any]], None],
-    binary: bool = False,
-    errors: str = "backslashreplace",
-    root: Path | None = None,
-) -> None:
-    """Call ``write(fh)`` on a temporary file beside ``path``, then rename it to ``path``.
-
-    Text is UTF-8; ``errors`` says what becomes of characters UTF-8 can't hold
-    (the lone surrogates of undecodable file names): never raw invalid bytes.
-
-    With ``root``, ``path`` must lie under it and every folder between them is
-    opened (or created) without following symlinks, and the file is created and
-    renamed relative to that folder: a symlink planted in an output folder
-    can't send the write elsewhere (``OSError`` ``ELOOP`` instead). The
-    temporary name is short (``.hd-<12 hex>.tmp``) so that any legal ``path``
-    has a legal temporary name.
-    """
-    mode = "wb" if binary else "w"
-    escape = None if binary else _BACKSLASHES.get(errors)
-    if escape is not None:
-        errors = "strict"  # nothing unencodable is left once surrogates are escaped
-    kwargs = {} if binary else {"encoding": "utf-8", "newline": "", "errors": errors}
-
-    def write_to(fh: IO[Any]) -> None:
-        write(fh if escape is None else _EscapingText(fh, escape))
-
-    tmp = f".hd-{uuid.uuid4().hex[:12]}.tmp"
-    # 0o666 honours the user's umask (mkstemp would force 0600); O_EXCL and
-    # O_NOFOLLOW: never open what someone else put there
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
-    if not os.supports_dir_fd >= {os.open, os.mkdir, os.rename}:  # Windows
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.with_name(tmp), flags, 0o666)
-        try:
-            with os.fdopen(fd, mode, **kwargs) as fh:
-                write_to(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(path.with_name(tmp), path)
-        except BaseException:
-            path.with_name(tmp).unlink(missing_ok=True)
-            raise
-        return
-    if root is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        root, parts = path.parent, ()
-    else:
-        parts = path.parent.relative_to(root).parts
-    dir_fd = _open_folder(root, parts)
-    try:
-        fd = os.open(tmp, flags, 0o666, dir_fd=dir_fd)
-        try:
-            with os.fdopen(fd, mode, **kwargs) as fh:
-                write_to(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            # the rename replaces a symlink at path; it never follows one
-            os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            try:
-                os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
-            raise
-    except OSError as exc:
-        if exc.filename in (tmp, path.name):  # name the file meant, not a relative name
-            exc.filename = str(path)
-        raise
-    finally:
-        os.close(dir_fd)
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-
-
-def _open_folder(root: Path, parts: tuple[str, ...]) -> int:
-    """A descriptor of ``root/parts...``, each part created if missing and never a symlink."""
-    fd = os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
-    here = root
-    try:
-        for part in parts:
-            here = here / part
-            if part in ("..", "/"):
-                raise OSError(errno.EINVAL, "path leaves the output folder", str(here))
-            try:
-                os.mkdir(part, 0o777, dir_fd=fd)
-            except FileExistsError:
-                pass
-            try:
-                child = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink or a file
-                    reason = "not a real folder (a symlink or a file)"
-                    raise OSError(exc.errno, reason, str(here)) from None
-                raise
-            os.close(fd)
-            fd = child
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def map_status(result: DecodedArray, index: int, label: str) -> str:

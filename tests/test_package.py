@@ -41,3 +41,15 @@ def test_the_readme_api_is_importable_from_the_top_level():
     for name in ("hard_argmax", "soft_argmax", "SoftArgmax", "LocalSoftArgmax", "decode"):
         assert callable(getattr(heatdecode, name)), name
     assert "softargmax" in heatdecode.DECODERS
+
+
+def test_atomic_writes_need_only_the_standard_library():
+    code = (
+        "import sys, heatdecode.atomic; "
+        "print(sorted({'torch', 'numpy', 'PIL', 'rich'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # importing the package runs heatdecode/__init__.py, which loads the decoders:
+    # only torch and numpy may come with it
+    assert set(eval(done.stdout)) <= {"torch", "numpy"}

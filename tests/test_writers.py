@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ from heatdecode.frames import Frame
 from heatdecode.pipeline import DecodedArray, DecoderOutput
 from heatdecode.writers import (
     CSV_COLUMNS,
-    atomic_write,
     display_name,
     iter_rows,
     json_rows,
@@ -130,29 +127,6 @@ def test_json_turns_nan_into_null(tmp_path):
     assert json.loads((tmp_path / "x.json").read_text()) == {"rows": [{"x": None, "y": 1.0}]}
 
 
-def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
-    target = tmp_path / "out.csv"
-    target.write_text("old complete content\n")
-
-    def broken(fh) -> None:
-        fh.write("half a ")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(target, broken)
-    assert target.read_text() == "old complete content\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temp file left
-
-
-def test_atomic_write_honours_the_umask(tmp_path):
-    old = os.umask(0o022)
-    try:
-        atomic_write(tmp_path / "f.txt", lambda fh: fh.write("x"))
-    finally:
-        os.umask(old)
-    assert (Path(tmp_path / "f.txt").stat().st_mode & 0o777) == 0o644
-
-
 @pytest.mark.parametrize(
     ("name", "shown"),
     [
@@ -172,37 +146,3 @@ def test_display_name_escapes_everything_that_acts_on_a_terminal(name, shown):
     assert display_name(name) == shown
     assert display_name(shown) == shown  # idempotent: escaping twice changes nothing
     assert all(c.isprintable() for c in display_name(name))
-
-
-def test_atomic_write_takes_any_legal_name(tmp_path):
-    """The temporary name is short, so a 255-byte final name still works."""
-    path = tmp_path / ("n" * 255)
-    atomic_write(path, lambda fh: fh.write("ok"))
-    assert path.read_text() == "ok"
-    assert os.listdir(tmp_path) == [path.name]
-
-
-def test_atomic_write_under_a_root_never_follows_a_symlinked_folder(tmp_path):
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    root = tmp_path / "out"
-    (root / "overlays").mkdir(parents=True)
-    (root / "overlays" / "sub").symlink_to(elsewhere)
-    with pytest.raises(OSError, match="symlink"):
-        atomic_write(root / "overlays" / "sub" / "x.png", lambda fh: fh.write("x"), root=root)
-    assert list(elsewhere.iterdir()) == []
-    # missing folders are created, one by one
-    atomic_write(root / "overlays" / "new" / "deep" / "x.png", lambda fh: fh.write("x"), root=root)
-    assert (root / "overlays" / "new" / "deep" / "x.png").read_text() == "x"
-
-
-def test_atomic_write_replaces_a_planted_symlink_instead_of_writing_through_it(tmp_path):
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious")
-    root = tmp_path / "out"
-    root.mkdir()
-    (root / "coordinates.csv").symlink_to(victim)
-    atomic_write(root / "coordinates.csv", lambda fh: fh.write("new"), root=root)
-    assert victim.read_text() == "precious"
-    assert not (root / "coordinates.csv").is_symlink()
-    assert (root / "coordinates.csv").read_text() == "new"
