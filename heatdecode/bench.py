@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from heatdecode.devices import resolve_device
 from heatdecode.family import DECODERS, decode
 
 #: The largest batch benchmarked, in bytes of float32 maps: they are made in
@@ -57,16 +58,6 @@ class BenchRow(NamedTuple):
     decoder: str
     median_ms: float
     maps_per_s: float
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a ``torch.device``; a ValueError where it isn't available here."""
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda is not available (torch sees no CUDA GPU)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device mps is not available")
-    return device
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:

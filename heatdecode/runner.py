@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from heatdecode import __version__
+from heatdecode import __version__, devices
 from heatdecode.atomic import atomic_write
 from heatdecode.evaluate import (
     Evaluation,
@@ -188,39 +188,11 @@ class RunReport:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda if available, else mps, else cpu; explicit names are checked.
-
-    Raises:
-        UsageError: unknown or unavailable device.
-    """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+    """:func:`heatdecode.devices.resolve_device`, its refusal a :class:`UsageError`."""
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"device {name!r} is not available: this torch sees no CUDA GPU")
-        index = device.index or 0
-        if index >= torch.cuda.device_count():
-            raise UsageError(
-                f"device {name!r} is not available: only {torch.cuda.device_count()} CUDA GPU(s)"
-            )
-        return device
-    if device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise UsageError(f"device {name!r} is not available on this machine")
-        return device
-    raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+        return devices.resolve_device(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _read_truth(path: Path) -> list[dict[str, Any]]:
