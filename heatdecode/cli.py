@@ -29,7 +29,7 @@ from heatdecode.evaluate import metrics_table
 from heatdecode.family import DECODERS
 from heatdecode.frames import STRIDE_OFFSETS, Frame, parse_per_axis
 from heatdecode.layouts import LayoutError, parse_layout
-from heatdecode.loading import HeatmapArray, LoadFailure, Skipped, Source, parse_size
+from heatdecode.loading import SCAN_KINDS, HeatmapArray, LoadFailure, Source, parse_size
 from heatdecode.pipeline import DecodeSettings
 from heatdecode.resume import PARTIAL_NAMES
 from heatdecode.runner import (
@@ -271,7 +271,7 @@ def run_command(
         _say(err, f"note: {note}")
     for failure in report.failures:
         # what discover reported (never loaded, so not printed as files were read)
-        if failure.reason == "no such file or folder" or isinstance(failure, Skipped):
+        if failure.kind in SCAN_KINDS:  # the others were printed as their files were read
             _say(err, f"error: {failure.name}: {failure.reason}")
     for name, sample, channel in report.nonfinite():
         _say(

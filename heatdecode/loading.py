@@ -86,10 +86,23 @@ class HeatmapArray:
 
 @dataclass(frozen=True)
 class LoadFailure:
-    """A file (or ``.npz`` member) that could not be read, and why, in one line."""
+    """A file (or ``.npz`` member) that could not be read, and why, in one line.
+
+    ``kind`` says what happened, for code (messages are for people):
+    ``"unreadable"`` (read and refused), ``"missing"`` (an argument that doesn't
+    exist), ``"skipped"`` (a FIFO, socket or device a folder scan found and did
+    not open) or ``"overlay"`` (decoded, but its overlay could not be written).
+    The first three come from :func:`discover` and :func:`load_source`; the
+    kinds in :data:`SCAN_KINDS` never reach :func:`load_source`.
+    """
 
     name: str
     reason: str
+    kind: str = "unreadable"
+
+
+#: failures that :func:`discover` reports itself: no reader ever sees them
+SCAN_KINDS = ("missing", "skipped")
 
 
 class LoadError(Exception):
@@ -113,7 +126,7 @@ def discover(
     are ignored). Symlinked files are followed, wherever they point. The walk
     is iterative, so a tree thousands of folders deep is scanned like any other.
     A heatmap-named entry of a folder that is not a regular file (a FIFO, a
-    socket, a device) is never opened: it becomes a :class:`Skipped` failure.
+    socket, a device) is never opened: it becomes a failure of kind ``skipped``.
     A file argument is taken whatever its suffix, so a wrong file is reported
     rather than silently skipped; so is a folder that can't be listed (it
     becomes a source that :func:`load_source` reports as permission denied). A
@@ -144,7 +157,11 @@ def discover(
         if root.is_dir():
             found, special = _walk(root, excluded, skip)
             failures += [
-                Skipped(p.relative_to(root).as_posix(), f"not a regular file ({kind}); skipped")
+                LoadFailure(
+                    p.relative_to(root).as_posix(),
+                    f"not a regular file ({kind}); skipped",
+                    kind="skipped",
+                )
                 for p, kind in special
             ]
             for path in sorted(found, key=lambda p: p.relative_to(root).as_posix()):
@@ -152,18 +169,8 @@ def discover(
         elif root.exists() or root.is_symlink():
             add(root, root.name)
         else:
-            failures.append(LoadFailure(str(arg), "no such file or folder"))
+            failures.append(LoadFailure(str(arg), "no such file or folder", kind="missing"))
     return sources, failures
-
-
-@dataclass(frozen=True)
-class Skipped(LoadFailure):
-    """A file a folder scan found and did not open (a FIFO, a socket, a device).
-
-    It counts as a failure (exit code 1, listed in the outputs) so that nothing
-    is dropped silently; :func:`load_source` never sees it, so whoever prints
-    the load failures prints these too.
-    """
 
 
 def _walk(

@@ -475,7 +475,8 @@ def _locked_run(
         try:
             overlays[result.name] = future.result()
         except Exception as exc:  # a full disk, say: report it, keep the coordinates
-            overlay_errors.append(LoadFailure(result.name, f"{OVERLAY_FAILED} ({exc})"))
+            failure = LoadFailure(result.name, f"{OVERLAY_FAILED} ({exc})", kind="overlay")
+            overlay_errors.append(failure)
             overlay_sources[result.name] = result.source
 
     # out of memory: what is finished is saved for --resume, as after Ctrl-C

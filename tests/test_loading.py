@@ -29,7 +29,6 @@ from heatdecode.loading import (
     MAX_MAP_BYTES,
     HeatmapArray,
     LoadFailure,
-    Skipped,
     Source,
     discover,
     load_source,
@@ -202,8 +201,8 @@ def test_missing_argument_becomes_a_failure_and_the_rest_still_load(tmp_path):
     sources, failures = discover([missing, tmp_path, str(tmp_path / "gone.npy")])
     assert names_of(sources) == ["a.npy"]
     assert failures == [
-        LoadFailure(str(missing), "no such file or folder"),
-        LoadFailure(str(tmp_path / "gone.npy"), "no such file or folder"),
+        LoadFailure(str(missing), "no such file or folder", kind="missing"),
+        LoadFailure(str(tmp_path / "gone.npy"), "no such file or folder", kind="missing"),
     ]
 
 
@@ -1130,9 +1129,9 @@ def test_special_files_in_a_folder_are_reported_as_skipped_not_opened(tmp_path):
         server.close()
     assert names_of(sources) == ["a.npy"]
     assert sorted(failures, key=lambda f: f.name) == [
-        Skipped("s.npz", "not a regular file (a socket); skipped"),
-        Skipped("to_fifo.npy", "not a regular file (a FIFO); skipped"),
-        Skipped("x.npy", "not a regular file (a FIFO); skipped"),
+        LoadFailure("s.npz", "not a regular file (a socket); skipped", kind="skipped"),
+        LoadFailure("to_fifo.npy", "not a regular file (a FIFO); skipped", kind="skipped"),
+        LoadFailure("x.npy", "not a regular file (a FIFO); skipped", kind="skipped"),
     ]
 
 
