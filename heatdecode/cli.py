@@ -270,7 +270,6 @@ def run_command(
     for note in report.notes:
         _say(err, f"note: {note}")
     for failure in report.failures:
-        # what discover reported (never loaded, so not printed as files were read)
         if failure.kind in SCAN_KINDS:  # the others were printed as their files were read
             _say(err, f"error: {failure.name}: {failure.reason}")
     for name, sample, channel in report.nonfinite():

@@ -116,13 +116,13 @@ def _is_hidden(name: str) -> bool:
 def discover(
     paths: Sequence[str | os.PathLike[str]],
     exclude: Iterable[Path] = (),
-    skip: Callable[[Path], bool] | None = None,
+    skip: Callable[[Path, bool], bool] | None = None,
 ) -> tuple[list[Source], list[LoadFailure]]:
     """Expand files and folders into a sorted, deterministic list of sources.
 
     Folders are scanned recursively (hidden entries, symlinked folders and
     anything under ``exclude`` are skipped, as are the folders and heatmap
-    files inside them for which ``skip(path)`` is true; files of other types
+    files inside them for which ``skip(path, is_folder)`` is true; files of other types
     are ignored). Symlinked files are followed, wherever they point. The walk
     is iterative, so a tree thousands of folders deep is scanned like any other.
     A heatmap-named entry of a folder that is not a regular file (a FIFO, a
@@ -144,11 +144,7 @@ def discover(
 
     def add(path: Path, name: str) -> None:
         if name in seen:  # two arguments yield the same name: keep both, told apart
-            name = str(path)
-        base, count = name, 1
-        while name in seen:
-            count += 1
-            name = f"{base}#{count}"
+            name = _unique(str(path), seen)
         seen.add(name)
         sources.append(Source(path, name))
 
@@ -174,7 +170,7 @@ def discover(
 
 
 def _walk(
-    root: Path, excluded: list[Path], skip: Callable[[Path], bool] | None
+    root: Path, excluded: list[Path], skip: Callable[[Path, bool], bool] | None
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Heatmap files under ``root`` (and folders that can't be listed), and the
     special files among them, with a stack rather than recursion (``os.walk``
@@ -198,9 +194,9 @@ def _walk(
                 # symlinked folders are not followed, as os.walk doesn't
                 if entry.is_symlink() or (excluded and _under(path, excluded)):
                     continue
-                if not (skip and skip(path)):
+                if not (skip and skip(path, True)):
                     stack.append(path)
-            elif entry.name.lower().endswith(SUFFIXES) and not (skip and skip(path)):
+            elif entry.name.lower().endswith(SUFFIXES) and not (skip and skip(path, False)):
                 kind = _special_kind(entry)
                 if kind is None:
                     found.append(path)
@@ -263,12 +259,7 @@ def _check_dtype(dtype: np.dtype) -> None:
 _MAX_HEADER = 10_000
 
 
-def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
-    shape, _, dtype = _read_npy_header_full(fh)
-    return shape, dtype
-
-
-def _read_npy_header_full(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+def _read_npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
     """The header's shape, Fortran order and dtype; ``fh`` is left at the data."""
     try:
         version = np.lib.format.read_magic(fh)
@@ -368,7 +359,7 @@ def _read_payload(
 def _load_npy(fh: BinaryIO, size: int, budget: int, cancel: threading.Event | None) -> np.ndarray:
     if size == 0:
         raise LoadError("empty file")
-    shape, fortran, dtype = _read_npy_header_full(fh)
+    shape, fortran, dtype = _read_npy_header(fh)
     _check_dtype(dtype)
     need = _payload(shape, dtype)
     have = size - fh.tell()
@@ -396,13 +387,19 @@ def _member_keys(names: list[str]) -> list[str]:
     taken: set[str] = set()
     for name, key in zip(names, stripped, strict=True):
         if counts[key] > 1 or key in taken:
-            key, count = name, 1
-            while key in taken:
-                count += 1
-                key = f"{name}#{count}"
+            key = _unique(name, taken)
         taken.add(key)
         keys.append(key)
     return keys
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or the first of ``name#2``, ``name#3``... not yet ``taken``."""
+    candidate, count = name, 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{name}#{count}"
+    return candidate
 
 
 def _check_inflation(declared: int, compressed: int, what: str) -> None:
@@ -459,7 +456,7 @@ def _load_member(
     if info.compress_type != zipfile.ZIP_STORED:
         _check_inflation(info.file_size, info.compress_size, "the member's")
     with archive.open(info) as fh:
-        shape, fortran, dtype = _read_npy_header_full(fh)
+        shape, fortran, dtype = _read_npy_header(fh)
         _check_dtype(dtype)
         need = _payload(shape, dtype)
         if need > info.file_size - fh.tell():

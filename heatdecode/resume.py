@@ -115,13 +115,12 @@ def read_partial(
         return None
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        return _resumed(document, settings, inputs)
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise ValueError(f"can't resume from {path}: {exc!r}") from None
+    try:
+        return _resumed(document, settings, inputs)  # its own ValueErrors say what differs
     except _Malformed as exc:
         raise ValueError(f"can't resume from {path}: {exc}") from None
-    except (OSError, ValueError) as exc:
-        if str(exc).startswith("can't resume:"):
-            raise
-        raise ValueError(f"can't resume from {path}: {exc!r}") from None
 
 
 class _Malformed(Exception):
@@ -203,9 +202,3 @@ def _check_inputs(before: Any, now: dict[str, Any], complete: list[str]) -> None
             f"can't resume: {shown} changed since the interrupted run (other file, size or "
             "modification time); start over with --overwrite"
         )
-
-
-def remove_partial(out_dir: Path) -> None:
-    """Delete the partial outputs once the final ones are written."""
-    for name in PARTIAL_NAMES.values():
-        (out_dir / name).unlink(missing_ok=True)

@@ -135,7 +135,6 @@ class RunReport:
     resumed_maps: int = 0
     # problems inside the resumed part: they count for the exit code and summary
     resumed_failures: int = 0
-    resumed_nonfinite: int = 0
     saved_sources: int = 0  # after an interruption: files whose results were saved
     error: str | None = None  # why the run stopped early, when not interrupted by a user
     # the summary's counts over both parts, old and new (see _totals)
@@ -154,9 +153,6 @@ class RunReport:
             for r in self.results
             for m in np.flatnonzero(~r.finite)
         ]
-
-    def flat_count(self) -> int:
-        return int(sum(np.count_nonzero(r.flat & r.finite) for r in self.results))
 
     def distances(self) -> dict[str, np.ndarray]:
         """Each decoder's distance to the argmax, in heatmap pixels, for every finite map.
@@ -182,8 +178,7 @@ class RunReport:
             or self.stopped
             or self.nonfinite()
             or self.resumed_failures
-            or self.resumed_nonfinite
-            or self.nonfinite_rows
+            or self.nonfinite_rows  # old and new rows: covers the resumed part's NaN maps
         )
 
 
@@ -328,14 +323,15 @@ def _discover(
     earlier runs (a note for each of those)."""
     out = out_dir.resolve()
 
-    def skip(path: Path) -> bool:
+    def skip(path: Path, is_folder: bool) -> bool:
         if path.name in OWN_FOLDERS or path.name in OWN_FILES:
             if path.parent.resolve() == out:
                 return True
             if _is_old_output(path.parent, out):  # e.g. an input folder used as --out before
                 notes.append(f"skipped {path}: an earlier heatdecode run's output")
                 return True
-        if _is_old_output(path, out):
+        # only a folder can hold outputs: no file-system calls for each heatmap file
+        if is_folder and _is_old_output(path, out):
             notes.append(f"skipped {path}: it holds an earlier heatdecode run's outputs")
             return True
         return False
@@ -501,11 +497,6 @@ def _locked_run(
         resumed_sources=len(resumed.complete),
         resumed_maps=resumed.maps,
         resumed_failures=sum(len(f) for f in resumed.failures.values()),
-        resumed_nonfinite=sum(
-            r["status"] == "nonfinite" and r["decoder"] == runs[0].label
-            for rows in resumed.rows.values()
-            for r in rows
-        ),
     )
     per_source = _per_source(
         sources, missing, decoding, resumed, keep, config.frame, out_dir, overlays,

@@ -255,15 +255,19 @@ def _axis_sigmas(sigma: float | tuple[float, ...], anisotropy: float, dims: int)
         sigmas = np.array([float(s) for s in sigma])
         if len(sigmas) != dims:
             raise ValueError(f"sigma needs one value per axis (x, y[, z]): {dims}, got {sigma!r}")
-    if not np.all(np.isfinite(sigmas) & (sigmas > 0) & (sigmas <= SAMPLE_MAX_SIGMA)):
+    if not _sigmas_in_range(sigmas):
         raise ValueError(f"sigma must be > 0 and at most {SAMPLE_MAX_SIGMA:g} px, got {sigma!r}")
     anisotropy = float(anisotropy)
     if not (np.isfinite(anisotropy) and anisotropy > 0):
         raise ValueError(f"anisotropy must be finite and > 0, got {anisotropy!r}")
     sigmas[0] *= anisotropy
-    if not np.all(np.isfinite(sigmas) & (sigmas > 0) & (sigmas <= SAMPLE_MAX_SIGMA)):
+    if not _sigmas_in_range(sigmas):
         raise ValueError(f"sigma times anisotropy must be at most {SAMPLE_MAX_SIGMA:g} px")
     return sigmas
+
+
+def _sigmas_in_range(sigmas: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(sigmas) & (sigmas > 0) & (sigmas <= SAMPLE_MAX_SIGMA)))
 
 
 def _check_knobs(seed: int, count: int, shape: tuple[int, ...], noise: float, offset: float):

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from heatdecode.decoders import unravel
+
 #: Every status, most serious first: the one home of their order (see row_status).
 STATUSES = ("nonfinite", "flat", "border", "unrefined", "low-contrast", "multimodal", "ok")
 
@@ -130,12 +132,9 @@ def _test_candidates(x: Tensor, far: Tensor, rows: Tensor, result: Tensor) -> No
         where = flat[start : start + _CANDIDATE_CHUNK].nonzero()[:, 0] + start
         if not where.numel():
             continue
-        row, rest = torch.div(where, n, rounding_mode="floor"), where % n
-        axes = []
-        for size in reversed(spatial):  # unravelled x first, then put in array order
-            axes.append(rest % size)
-            rest = torch.div(rest, size, rounding_mode="floor")
-        candidates = torch.stack([rows[row], *reversed(axes)], -1)
+        row = torch.div(where, n, rounding_mode="floor")
+        at = unravel(where % n, spatial).flip(-1)  # unravel gives x first: array order here
+        candidates = torch.cat([rows[row][:, None], at], -1)
         found = _local_maxima_at(x, candidates)
         result[candidates[found, 0]] = True
 

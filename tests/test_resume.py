@@ -145,12 +145,20 @@ def test_resume_after_an_interrupt_keeps_every_overlay_and_the_whole_summary(tmp
     assert overlay_set(out) == overlay_set(reference)
 
 
+QUICK = ["-q", "--batch-size", "1", "--no-overlays"]
+
+
+def interrupted_run(folder: Path, out: Path, monkeypatch) -> None:
+    """A run of ``folder`` into ``out`` (options :data:`QUICK`) stopped after 3 batches."""
+    interrupt_after(monkeypatch, 3)
+    assert main(["run", str(folder), "--out", str(out), *QUICK]) == 130
+
+
 def test_resume_refuses_changed_inputs(tmp_path, monkeypatch, capsys):
     folder = small_folder(tmp_path / "a")
     out = tmp_path / "out"
-    options = ["-q", "--batch-size", "1", "--no-overlays"]
-    interrupt_after(monkeypatch, 3)
-    assert main(["run", str(folder), "--out", str(out), *options]) == 130
+    options = QUICK
+    interrupted_run(folder, out, monkeypatch)
     saved = json.loads((out / "coordinates.partial.json").read_text())["complete_sources"]
     assert saved == ["m0.npy", "m1.npy", "m2.npy"]
     capsys.readouterr()
@@ -176,9 +184,8 @@ def test_resume_refuses_changed_inputs(tmp_path, monkeypatch, capsys):
 def test_a_partial_json_missing_a_key_is_one_line(tmp_path, monkeypatch, capsys):
     folder = small_folder(tmp_path / "in")
     out = tmp_path / "out"
-    options = ["-q", "--batch-size", "1", "--no-overlays"]
-    interrupt_after(monkeypatch, 3)
-    assert main(["run", str(folder), "--out", str(out), *options]) == 130
+    options = QUICK
+    interrupted_run(folder, out, monkeypatch)
     path = out / "coordinates.partial.json"
     document = json.loads(path.read_text())
     del document["files"][1]["source"]
