@@ -24,6 +24,7 @@ from torch import Tensor
 
 from heatdecode.devices import resolve_device
 from heatdecode.family import DECODERS, decode
+from heatdecode.options import check_decoder
 
 #: The largest batch benchmarked, in bytes of float32 maps: they are made in
 #: float64 on the CPU first (a few times this while they are made), and every
@@ -192,8 +193,7 @@ def bench_decoders(
         spatial_dims = 3 if len(shape) >= 5 else 2
     names = list(DECODERS) if decoders is None else list(decoders)
     for name in names:
-        if name not in DECODERS:
-            raise ValueError(f"unknown decoder {name!r}; choose from {', '.join(DECODERS)}")
+        check_decoder(name)
     device = resolve_device(device)
     maps = synthetic_maps(shape, spatial_dims, device=device, seed=seed)
     count = math.prod(shape[: len(shape) - spatial_dims])

@@ -30,6 +30,7 @@ from heatdecode.family import DECODERS
 from heatdecode.frames import STRIDE_OFFSETS, Frame, parse_per_axis
 from heatdecode.layouts import LayoutError, parse_layout
 from heatdecode.loading import SCAN_KINDS, HeatmapArray, LoadFailure, Source, parse_size
+from heatdecode.options import OptionError
 from heatdecode.pipeline import DecodeSettings
 from heatdecode.resume import PARTIAL_NAMES
 from heatdecode.runner import (
@@ -238,7 +239,7 @@ def run_command(
         layout=_layout(layout),
         device=device,
         batch_size=batch_size,
-        workers=_workers(workers),
+        workers=workers,
         formats=("csv", "json") if fmt == Format.both else (fmt.value,),
         overlays=overlays,
         overwrite=overwrite,
@@ -305,12 +306,6 @@ def _size(text: str, option: str) -> int:
         return parse_size(text)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
-
-
-def _workers(workers: int) -> int:
-    if workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
-    return workers
 
 
 def _frame(coords: str, stride: str | None, offset: str, spacing: str | None) -> Frame:
@@ -433,7 +428,7 @@ def sweep_command(
         layout=_layout(layout),
         device=device,
         batch_size=batch_size,
-        workers=_workers(workers),
+        workers=workers,
         overwrite=overwrite,
     )
     err = _err()
@@ -597,6 +592,9 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except UsageError as exc:
         _say(_err(), f"heatdecode: error: {exc}")
+        return 2
+    except OptionError as exc:  # the library names the parameter; here it is a flag
+        _say(_err(), f"heatdecode: error: {exc.for_flag()}")
         return 2
     except OutputError as exc:
         _say(_err(), f"heatdecode: error: {exc}")

@@ -34,11 +34,17 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from heatdecode.options import (  # noqa: F401  (the choices and BETA_MAX are re-exported)
+    BETA_MAX,
+    COORD_CHOICES,
+    NORMALIZE_CHOICES,
+    check_beta,
+    check_coords,
+    check_normalize,
+)
+
 Normalize = Literal["none", "max", "minmax"]
 CoordFrame = Literal["pixel", "half-pixel", "normalized", "normalized-edges"]
-
-NORMALIZE_CHOICES: tuple[str, ...] = ("none", "max", "minmax")
-COORD_CHOICES: tuple[str, ...] = ("pixel", "half-pixel", "normalized", "normalized-edges")
 
 
 class Decoded(NamedTuple):
@@ -98,30 +104,6 @@ def _compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-#: The largest β accepted. β·x̂ must stay finite in float32 for every map
-#: (minmax divides β by the map's span, as small as 2⁻²³ of its range): at
-#: β = 4e38 it overflows and 0·∞ turns the peak's logit into NaN. Far beyond
-#: 1e6 the softmax is the hard argmax anyway.
-BETA_MAX = 1e6
-
-
-def _check_beta(beta: float) -> float:
-    beta = float(beta)
-    if not (beta > 0 and beta <= BETA_MAX):
-        raise ValueError(f"beta must be a finite number > 0 and at most {BETA_MAX:g}, got {beta}")
-    return beta
-
-
-def _check_normalize(normalize: str) -> None:
-    if normalize not in NORMALIZE_CHOICES:
-        raise ValueError(f"normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
-
-
-def _check_coords(coords: str) -> None:
-    if coords not in COORD_CHOICES:
-        raise ValueError(f"coords must be one of {COORD_CHOICES}, got {coords!r}")
-
-
 def to_frame(pixel_coords: Tensor, spatial: tuple[float, ...], coords: str) -> Tensor:
     """Convert ``(..., d)`` pixel coordinates ordered (x, y[, z]) to the frame ``coords``.
 
@@ -137,7 +119,7 @@ def to_frame(pixel_coords: Tensor, spatial: tuple[float, ...], coords: str) -> T
         >>> to_frame(pixel, (3, 10), "half-pixel").tolist()
         [[0.5, 2.5], [9.5, 1.5]]
     """
-    _check_coords(coords)
+    check_coords(coords)
     if coords == "pixel":
         return pixel_coords
     if coords == "half-pixel":
@@ -167,7 +149,7 @@ def argmax_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel"
         >>> out.coords.tolist(), out.score.tolist(), out.flat.tolist()
         ([[1.0, 2.0]], [5.0], [False])
     """
-    _check_coords(coords)
+    check_coords(coords)
     lead, spatial = _check_input(heatmaps, spatial_dims)
     index, hi, lo = _argmax_extremes(heatmaps.reshape(-1, spatial.numel()))
     cdtype = _compute_dtype(heatmaps.dtype, heatmaps.device)
@@ -591,9 +573,9 @@ def softargmax_decode(
         >>> out.coords.tolist(), out.flat.item()
         ([1.0, 0.5], True)
     """
-    _check_coords(coords)
-    _check_normalize(normalize)
-    beta = _check_beta(beta)
+    check_coords(coords)
+    check_normalize(normalize)
+    beta = check_beta(beta)
     lead, spatial = _check_input(heatmaps, spatial_dims)
     n = spatial.numel()
     cdtype = _compute_dtype(heatmaps.dtype, heatmaps.device)
@@ -737,9 +719,9 @@ class SoftArgmax(nn.Module):
         coords: str = "pixel",
     ) -> None:
         super().__init__()
-        _check_normalize(normalize)
-        _check_coords(coords)
-        self.beta = _check_beta(beta)
+        check_normalize(normalize)
+        check_coords(coords)
+        self.beta = check_beta(beta)
         self.spatial_dims = spatial_dims
         self.normalize = normalize
         self.coords = coords

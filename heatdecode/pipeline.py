@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from heatdecode.family import decode, resolve_options
+from heatdecode.family import decode
 from heatdecode.loading import MAX_MAP_BYTES, HeatmapArray, LoadFailure, Source, load_source
+from heatdecode.options import check_count, resolve_options
 from heatdecode.status import low_contrast, multimodal
 
 #: The default byte limit of a batch (of the maps as loaded): 256 maps of
@@ -427,10 +428,8 @@ def decode_sources(
         >>> done.results[0].layout, done.results[0].outputs["argmax"].coords[1].tolist()
         ('CHW', [6.0, 4.0])
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if batch_bytes < 1:
-        raise ValueError(f"batch_bytes must be at least 1, got {batch_bytes}")
+    check_count("batch_size", batch_size)
+    check_count("batch_bytes", batch_bytes, " byte")
     results: list[DecodedArray] = []
     failures: list[tuple[str, LoadFailure]] = []
     loaded: list[str] = []

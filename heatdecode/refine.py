@@ -50,20 +50,23 @@ from heatdecode.decoders import (
     Decoded,
     SoftArgmax,
     _argmax_extremes,
-    _check_beta,
-    _check_coords,
     _check_input,
-    _check_normalize,
     _compute_dtype,
     _logits,
     to_frame,
     unravel,
 )
-
-# Default inverse temperature of the local soft-argmax (with normalize="minmax"):
-# the measurement behind it is in local_softargmax_decode's docstring.
-LOCAL_BETA = 11.0
-LOCAL_NORMALIZE = "minmax"
+from heatdecode.options import (  # noqa: F401  (LOCAL_* and DARK_SIGMA_MAX are re-exported)
+    DARK_SIGMA_MAX,
+    LOCAL_BETA,
+    LOCAL_NORMALIZE,
+    LOCAL_RADIUS,
+    check_beta,
+    check_coords,
+    check_normalize,
+    check_radius,
+    check_sigma,
+)
 
 # Logs are taken of max(value, peak·LOG_FLOOR): a zero or negative neighbour of
 # the peak then reads as "27.6 nepers below the peak" instead of -inf or NaN.
@@ -174,12 +177,6 @@ def _floored_log(values: Tensor, peak: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------
 
 
-def _check_radius(radius: int) -> int:
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
-        raise ValueError(f"radius must be an integer >= 1, got {radius!r}")
-    return radius
-
-
 def _window_radii(radius: int, spatial: torch.Size) -> list[int]:
     """The window's radius on each axis, x first: ``radius`` clamped to the axis.
 
@@ -204,7 +201,7 @@ def local_softargmax_decode(
     spatial_dims: int = 2,
     normalize: str = LOCAL_NORMALIZE,
     coords: str = "pixel",
-    radius: int = 2,
+    radius: int = LOCAL_RADIUS,
 ) -> Decoded:
     """Soft-argmax restricted to the ``(2r+1)^d`` window around the hard argmax.
 
@@ -264,10 +261,10 @@ def local_softargmax_decode(
         >>> out.coords.round(decimals=1).tolist(), out.border.item()
         ([4.3, 2.8], False)
     """
-    _check_coords(coords)
-    _check_normalize(normalize)
-    beta = _check_beta(beta)
-    radius = _check_radius(radius)
+    check_coords(coords)
+    check_normalize(normalize)
+    beta = check_beta(beta)
+    radius = check_radius(radius)
     peak = _Peak(heatmaps, spatial_dims)
     device = peak.index.device
     radii = _window_radii(radius, peak.spatial)
@@ -305,7 +302,7 @@ def local_soft_argmax(
     spatial_dims: int = 2,
     normalize: str = LOCAL_NORMALIZE,
     coords: str = "pixel",
-    radius: int = 2,
+    radius: int = LOCAL_RADIUS,
 ) -> Tensor:
     """Coordinates of :func:`local_softargmax_decode` alone.
 
@@ -351,10 +348,10 @@ class LocalSoftArgmax(SoftArgmax):
         spatial_dims: int = 2,
         normalize: str = LOCAL_NORMALIZE,
         coords: str = "pixel",
-        radius: int = 2,
+        radius: int = LOCAL_RADIUS,
     ) -> None:
         super().__init__(beta, spatial_dims, normalize, coords)
-        self.radius = _check_radius(radius)
+        self.radius = check_radius(radius)
 
     def forward(self, heatmaps: Tensor) -> Tensor:
         return local_soft_argmax(
@@ -398,7 +395,7 @@ def quarter_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixel
         >>> out.coords.tolist(), out.border.tolist()
         ([[2.25, 1.0]], [False])
     """
-    _check_coords(coords)
+    check_coords(coords)
     peak = _Peak(heatmaps.detach(), spatial_dims)
     around, _ = peak.gather(_axis_offsets(peak))
     below, above = around[:, 0::2], around[:, 1::2]  # (M, d) each, x first
@@ -447,7 +444,7 @@ def parabola_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixe
         >>> parabola_decode(maps.double()).coords.round(decimals=6).tolist()
         [2.3, 1.8]
     """
-    _check_coords(coords)
+    check_coords(coords)
     peak = _Peak(heatmaps.detach(), spatial_dims)
     around, _ = peak.gather(_axis_offsets(peak))
     positive = peak.finite & (peak.score > 0)
@@ -470,25 +467,6 @@ def parabola_decode(heatmaps: Tensor, spatial_dims: int = 2, coords: str = "pixe
 # ---------------------------------------------------------------------------
 # DARK
 # ---------------------------------------------------------------------------
-
-
-#: The largest σ accepted, in pixels. The kernel has ⌊4σ + ½⌋ taps a side,
-#: one Python step each: σ = 1e10 asked for 320 GB. 1e4 px is far wider than
-#: any map DARK's 3-pixel Newton step is meant for (a kernel much wider than
-#: the map only smooths it to its own outline).
-DARK_SIGMA_MAX = 1e4
-
-
-def _check_sigma(sigma: float | None) -> float | None:
-    if sigma is None:
-        return None
-    sigma = float(sigma)
-    if not (sigma >= 0 and sigma <= DARK_SIGMA_MAX):
-        raise ValueError(
-            f"sigma must be a number from 0 to {DARK_SIGMA_MAX:g} px (or None: estimated), "
-            f"got {sigma}"
-        )
-    return sigma
 
 
 def _kernel_dtype(device: torch.device) -> torch.dtype:
@@ -762,8 +740,8 @@ def dark_decode(
         >>> out.coords.round(decimals=4).tolist(), out.skipped.item(), out.border.item()
         ([11.3, 8.6], False, False)
     """
-    _check_coords(coords)
-    sigma = _check_sigma(sigma)
+    check_coords(coords)
+    sigma = check_sigma(sigma)
     peak = _Peak(heatmaps.detach(), spatial_dims)
     d = spatial_dims
     if sigma is None:

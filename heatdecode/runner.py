@@ -36,9 +36,9 @@ from heatdecode.evaluate import (
     write_metrics_csv,
     write_metrics_json,
 )
-from heatdecode.family import DECODERS, check_options
 from heatdecode.frames import Frame, apply_frame
 from heatdecode.loading import MAX_MAP_BYTES, HeatmapArray, LoadFailure, Source, discover
+from heatdecode.options import check_count, check_decoder, check_options
 from heatdecode.overlays import overlay_path, render_overlay
 from heatdecode.pipeline import (
     BATCH_BYTES,
@@ -262,6 +262,7 @@ def run(
     """Decode ``paths`` and write the outputs into ``out_dir``.
 
     Raises:
+        OptionError: an option out of its range (a ValueError naming it).
         UsageError: bad settings, an unusable or busy ``out_dir``, existing
             outputs without ``overwrite``, a partial run that can't be resumed,
             or nothing to decode. Nothing is written then.
@@ -377,29 +378,29 @@ def _remove_new_folder(out_dir: Path) -> None:
 
 
 def _check_config(config: RunConfig) -> tuple[DecoderRun, ...]:
-    """Every option checked before any file is read."""
-    if config.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
-    if config.max_map_bytes < 1:
-        raise UsageError(f"--max-map-bytes must be at least 1 byte, got {config.max_map_bytes}")
-    if config.batch_bytes < 1:
-        raise UsageError(f"--batch-bytes must be at least 1 byte, got {config.batch_bytes}")
+    """Every option checked before any file is read.
+
+    Raises:
+        OptionError: an option out of its range (naming the parameter; the CLI
+            names the flag).
+        UsageError: no decoder, or an unknown one.
+    """
+    check_count("batch_size", config.batch_size)
+    check_count("workers", config.workers)
+    check_count("max_map_bytes", config.max_map_bytes, " byte")
+    check_count("batch_bytes", config.batch_bytes, " byte")
     runs = config.settings.resolved_runs()
     if not runs:
         raise UsageError("no decoder chosen")
     for run_ in runs:
-        if run_.decoder not in DECODERS:
-            raise UsageError(f"unknown decoder {run_.decoder!r}; choose from {', '.join(DECODERS)}")
-        if run_.sigma is not None and not run_.sigma > 0:  # the library allows 0: no smoothing
-            raise UsageError(f"--sigma must be a finite number > 0, got {run_.sigma}")
+        try:
+            check_decoder(run_.decoder)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         given = {"beta": run_.beta, "normalize": run_.normalize, "radius": run_.radius}
         given["sigma"] = run_.sigma
-        try:
-            # every range is checked in the library; an option given is checked
-            # even where no decoder chosen takes it
-            check_options({k: v for k, v in given.items() if v is not None})
-        except ValueError as exc:
-            raise UsageError(f"--{exc}") from None
+        # an option given is checked even where no decoder chosen takes it
+        check_options({k: v for k, v in given.items() if v is not None})
     return runs
 
 

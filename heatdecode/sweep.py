@@ -10,7 +10,6 @@ full metrics, one row per combination) and ``sweep.png`` (mean error against
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from typing import IO, Any
 from heatdecode.atomic import atomic_write
 from heatdecode.evaluate import DecoderMetrics, pck_column
 from heatdecode.family import DECODERS
+from heatdecode.options import check_beta, check_decoder, takes
 from heatdecode.pipeline import DecoderRun, DecodeSettings
 from heatdecode.runner import RunConfig, RunReport, UsageError, run
 
@@ -45,7 +45,8 @@ class SweepReport:
 
 
 def parse_betas(text: str) -> tuple[float, ...]:
-    """``"1,2,5"`` → (1.0, 2.0, 5.0); every β finite and > 0, no repeats.
+    """``"1,2,5"`` → (1.0, 2.0, 5.0); every β in range (an :class:`OptionError`
+    if not), no repeats.
 
     Example:
         >>> parse_betas("1, 2,5,10")
@@ -55,9 +56,8 @@ def parse_betas(text: str) -> tuple[float, ...]:
         betas = tuple(float(b) for b in text.split(","))
     except ValueError:
         raise UsageError(f"--beta takes numbers separated by commas, got {text!r}") from None
-    bad = [b for b in betas if not (math.isfinite(b) and b > 0)]
-    if bad:
-        raise UsageError(f"--beta values must be finite and > 0, got {bad[0]:g}")
+    for beta in betas:
+        check_beta(beta)
     return tuple(dict.fromkeys(betas))
 
 
@@ -67,7 +67,10 @@ def label(decoder: str, normalize: str, beta: float) -> str:
 
 
 def sweep_runs(
-    decoders: Sequence[str], normalizes: Sequence[str], betas: Sequence[float], radius: int = 2
+    decoders: Sequence[str],
+    normalizes: Sequence[str],
+    betas: Sequence[float],
+    radius: int | None = None,
 ) -> tuple[DecoderRun, ...]:
     """One :class:`DecoderRun` per combination; only decoders that take β make sense.
 
@@ -76,9 +79,11 @@ def sweep_runs(
         ['softargmax minmax beta=5', 'softargmax minmax beta=20']
     """
     for name in decoders:
-        if name not in DECODERS:
-            raise UsageError(f"unknown decoder {name!r}; choose from {', '.join(DECODERS)}")
-        if "beta" not in DECODERS[name].options:
+        try:
+            check_decoder(name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not takes(name, "beta"):
             raise UsageError(
                 f"decoder {name!r} has no β to sweep; use softargmax or local-softargmax"
             )

@@ -842,7 +842,10 @@ BAD_OPTIONS = [
     (["--device", "tpu"], r"unknown device 'tpu'"),
     (["--workers", "0"], r"--workers must be at least 1, got 0"),
     (["--radius", "0"], r"--radius must be an integer >= 1, got 0"),
-    (["--sigma", "nan"], r"--sigma must be a finite number > 0, got nan"),
+    (
+        ["--sigma", "nan"],
+        r"--sigma must be a number from 0 to 10000 px \(or unset: estimated\), got nan",
+    ),
     (["--max-map-bytes", "0"], r"--max-map-bytes must be at least 1 byte, got 0"),
     (["--max-map-bytes", "lots"], r"--max-map-bytes: 'lots' is not a size"),
     (["--max-map-bytes", "-1G"], r"--max-map-bytes: '-1G' is not a size"),

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-CORE = ("decoders", "refine", "status", "layouts", "frames", "family")
+CORE = ("options", "decoders", "refine", "status", "layouts", "frames", "family")
 
 BLOCKER = """
 import sys

@@ -40,15 +40,18 @@ def test_run_with_one_decoder_has_no_distances(tmp_path):
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (RunConfig(batch_size=0), "batch-size"),
+        # an option out of range names the parameter (the CLI names the flag)
+        (RunConfig(batch_size=0), "^batch_size must be at least 1, got 0$"),
+        (RunConfig(workers=0), "^workers must be at least 1"),
         (RunConfig(settings=DecodeSettings(beta=float("inf"))), "beta"),
         (RunConfig(settings=DecodeSettings(decoders=())), "no decoder"),
         (RunConfig(device="quantum"), "unknown device"),
     ],
 )
-def test_bad_configs_raise_usage_errors_and_write_nothing(tmp_path, config, message):
+def test_bad_configs_raise_value_errors_and_write_nothing(tmp_path, config, message):
+    # UsageError and OptionError are both ValueErrors
     np.save(tmp_path / "m.npy", np.eye(5))
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(ValueError, match=message):
         run([tmp_path / "m.npy"], tmp_path / "out", config)
     assert not (tmp_path / "out").exists()
 
