@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageMode, ImageSequence, UnidentifiedImageError
 
 from heatdecode.layouts import LayoutError, resolve_layout, spatial_dims, to_canonical
+from heatdecode.preflight import MISSING
 
 SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff")
 
@@ -165,7 +166,7 @@ def discover(
         elif root.exists() or root.is_symlink():
             add(root, root.name)
         else:
-            failures.append(LoadFailure(str(arg), "no such file or folder", kind="missing"))
+            failures.append(LoadFailure(str(arg), MISSING, kind="missing"))
     return sources, failures
 
 

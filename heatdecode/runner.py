@@ -38,7 +38,12 @@ from heatdecode.evaluate import (
 )
 from heatdecode.frames import Frame, apply_frame
 from heatdecode.loading import MAX_MAP_BYTES, HeatmapArray, LoadFailure, Source, discover
-from heatdecode.options import check_count, check_decoder, check_options
+from heatdecode.options import (  # noqa: F401  (SAVED_MAP_DEFAULTS is re-exported)
+    SAVED_MAP_DEFAULTS,
+    check_count,
+    check_decoder,
+    check_options,
+)
 from heatdecode.overlays import overlay_path, render_overlay
 from heatdecode.pipeline import (
     BATCH_BYTES,
@@ -47,6 +52,13 @@ from heatdecode.pipeline import (
     DecodeSettings,
     Decoding,
     decode_sources,
+)
+from heatdecode.preflight import (
+    METRICS_NAMES,
+    OUTPUT_NAMES,
+    UsageError,
+    check_out_dir,
+    nothing_to_decode,
 )
 from heatdecode.resume import (
     LOCK_NAME,
@@ -67,21 +79,6 @@ from heatdecode.writers import (
 )
 
 FORMATS = ("csv", "json")
-
-#: ``heatdecode run``'s per-decoder defaults for saved heatmaps, whose scale is
-#: arbitrary (0-1 floats, 0-255 PNGs): minmax makes β scale-free, and each β is
-#: the one measured best on σ≈2 Gaussians (see the README). ``--beta`` and
-#: ``--normalize`` override them for every decoder.
-SAVED_MAP_DEFAULTS: dict[str, dict[str, Any]] = {
-    "softargmax": {"beta": 20.0, "normalize": "minmax"},
-    "local-softargmax": {"beta": 11.0, "normalize": "minmax"},
-}
-OUTPUT_NAMES = {"csv": "coordinates.csv", "json": "coordinates.json"}
-METRICS_NAMES = ("metrics.csv", "metrics.json")
-
-
-class UsageError(ValueError):
-    """A mistake in how the run was asked for (exit code 2), found before any work."""
 
 
 @dataclass(frozen=True)
@@ -197,27 +194,6 @@ def _read_truth(path: Path) -> list[dict[str, Any]]:
         raise UsageError(f"--truth {path}: {exc}") from None
 
 
-def check_out_dir(
-    out_dir: Path, formats: Sequence[str], overwrite: bool, metrics: bool = False
-) -> None:
-    """Refuse an output folder that can't be used, before any work starts."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} is a file, not a folder")
-    existing = out_dir
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out_dir} is not writable")
-    if not overwrite:
-        names = [OUTPUT_NAMES[f] for f in formats] + (list(METRICS_NAMES) if metrics else [])
-        taken = [name for name in names if (out_dir / name).exists()]
-        if taken:
-            raise UsageError(
-                f"{out_dir} already holds {', '.join(taken)}; pass --overwrite to replace, "
-                "or choose another --out"
-            )
-
-
 def _legend(run: DecoderRun) -> str:
     options = run.options()
     parts = []
@@ -293,11 +269,7 @@ def run(
                 notes: list[str] = []
                 sources, missing = _discover(paths, out_dir, notes)
                 if not sources:
-                    reason = (
-                        "; ".join(f"{f.name}: {f.reason}" for f in missing)
-                        or "no .npy, .npz, .png or .tif files found"
-                    )
-                    raise UsageError(f"nothing to decode ({reason})")
+                    raise nothing_to_decode([(f.name, f.reason) for f in missing])
             except UsageError:
                 if created:  # leave no trace of a run that did nothing
                     _remove_new_folder(out_dir)

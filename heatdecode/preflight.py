@@ -1,0 +1,59 @@
+"""What a run checks before any work, without reading data or importing torch.
+
+The CLI calls these before it imports the decoding stack, so a usage mistake
+(an ``--out`` that is a file, inputs that don't exist) is answered at once;
+:func:`heatdecode.runner.run` calls them again (under the output folder's lock)
+for callers of the library.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+OUTPUT_NAMES = {"csv": "coordinates.csv", "json": "coordinates.json"}
+METRICS_NAMES = ("metrics.csv", "metrics.json")
+MISSING = "no such file or folder"
+
+
+class UsageError(ValueError):
+    """A mistake in how the run was asked for (exit code 2), found before any work."""
+
+
+def check_out_dir(
+    out_dir: Path, formats: Sequence[str], overwrite: bool, metrics: bool = False
+) -> None:
+    """Refuse an output folder that can't be used, before any work starts."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    existing = out_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out_dir} is not writable")
+    if not overwrite:
+        names = [OUTPUT_NAMES[f] for f in formats] + (list(METRICS_NAMES) if metrics else [])
+        taken = [name for name in names if (out_dir / name).exists()]
+        if taken:
+            raise UsageError(
+                f"{out_dir} already holds {', '.join(taken)}; pass --overwrite to replace, "
+                "or choose another --out"
+            )
+
+
+def nothing_to_decode(reasons: Sequence[tuple[str, str]]) -> UsageError:
+    """The usage error of a run that found no input: ``(name, reason)`` of each
+    path that failed, in order."""
+    reason = "; ".join(f"{name}: {why}" for name, why in reasons)
+    return UsageError(f"nothing to decode ({reason or 'no .npy, .npz, .png or .tif files found'})")
+
+
+def check_some_input_exists(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse a run none of whose paths exists (a run with some missing goes on,
+    and reports each missing one)."""
+    if paths and not any(os.path.lexists(p) for p in paths):
+        raise nothing_to_decode([(str(p), MISSING) for p in paths])
