@@ -14,8 +14,11 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -152,3 +155,72 @@ def _open_folder(root: Path, parts: tuple[str, ...]) -> int:
     except BaseException:
         os.close(fd)
         raise
+
+
+class OutputError(OSError):
+    """An output could not be written (disk full, folder gone); one line for users."""
+
+
+def commit_outputs(
+    out_dir: Path, staged: dict[str, Callable[[Path], None]], remove: Iterable[str] = ()
+) -> list[Path]:
+    """Write every output under a temporary name, then rename them all into place.
+
+    Either all the new outputs are in place or none is: Ctrl-C/SIGTERM while
+    staging leaves the previous ones untouched, and during the renames it is
+    held back until they are done (a ``KeyboardInterrupt`` saying so follows).
+
+    Raises:
+        OutputError: a write failed; nothing was replaced.
+        KeyboardInterrupt: interrupted; its message says what was written.
+    """
+    temps: dict[str, Path] = {}
+    try:
+        for name, write in staged.items():
+            temps[name] = out_dir / f".hd-{uuid.uuid4().hex[:12]}.{name}.tmp"
+            write(temps[name])
+    except BaseException as exc:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(
+                "while writing the outputs; none was replaced, the previous ones are intact"
+            ) from None
+        if isinstance(exc, OSError):
+            where = getattr(exc, "filename", None) or out_dir
+            raise OutputError(f"could not write {where}: {exc.strerror or exc}") from None
+        raise
+    with signals_held() as held:
+        try:
+            for name, tmp in temps.items():
+                os.replace(tmp, out_dir / name)
+            for name in remove:
+                (out_dir / name).unlink(missing_ok=True)
+        except OSError as exc:  # the folder vanished, say
+            for tmp in temps.values():
+                tmp.unlink(missing_ok=True)
+            raise OutputError(f"could not write {out_dir / name}: {exc.strerror or exc}") from None
+    written = [out_dir / name for name in staged]
+    if held:
+        raise KeyboardInterrupt("after every output was written: " + ", ".join(map(str, written)))
+    return written
+
+
+@contextmanager
+def signals_held() -> Iterator[list[int]]:
+    """Hold back Ctrl-C and SIGTERM (in the main thread) until the block is done;
+    yields the list of signals that arrived meanwhile."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -18,26 +18,30 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from rich.table import Table
 
 from heatdecode.atomic import CSV_ERRORS, JSON_ERRORS, atomic_write
+from heatdecode.readers import (  # noqa: F401  (read_truth and read_points are re-exported)
+    MAX_TRUTH_BYTES,
+    MAX_TRUTH_LINE,
+    REQUIRED_TRUTH_COLUMNS,
+    describe_key,
+    read_points,
+    read_truth,
+    row_key,
+    row_point,
+)
+from heatdecode.results import PointRecord
 
 Key = tuple[str, int, int]  # (file, sample, channel)
 
 PCK_THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0)
 METRICS_SCHEMA = "heatdecode.metrics/1"
-REQUIRED_TRUTH_COLUMNS = ("file", "sample", "channel", "x", "y")
-#: what a truth file may hold: it is read whole into memory, line by line
-MAX_TRUTH_BYTES = 1 << 30
-MAX_TRUTH_LINE = 1 << 20
 # Coordinates reach us rounded to 6 decimals (coordinates.csv), and e.g.
 # hypot(0.3, 0.4) is 0.5000000000000001: an error this close to a threshold is
 # on it.
@@ -131,197 +135,13 @@ class Evaluation:
 
 
 # ---------------------------------------------------------------------------
-# reading truth
-# ---------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    """A coordinate: None for empty/None/NaN, else a float (ValueError if not a number)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            return None
-    number = float(value)
-    return None if math.isnan(number) else number
-
-
-def _index(value: Any) -> int:
-    """A sample/channel index: a non-negative integer, ``"3"`` or ``"3.0"``."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = int(text)
-        except ValueError:
-            value = float(text)  # "3.0" from a float column; "x" raises
-    if isinstance(value, (float, np.floating)):
-        if not float(value).is_integer():
-            raise ValueError(f"not an integer: {value!r}")
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"not an integer >= 0: {value!r}")
-    return int(value)
-
-
-def read_truth(path: Path) -> list[dict[str, Any]]:
-    """Read a ground-truth CSV: ``file,sample,channel,x,y`` and optionally ``z``.
-
-    Other columns (``decoder``, ``score``, ...) are ignored; ``truth.csv`` from
-    ``heatdecode sample`` reads as is. An empty ``z`` cell means a 2D map.
-
-    Returns:
-        One dict per line, ``{"file", "sample", "channel", "decoder", "x", "y",
-        "z"}`` with ints for sample/channel, floats for x/y and a float or None
-        for z; ``decoder`` is the column's value or ``"truth"``.
-
-    Raises:
-        ValueError: naming the file and line, for a missing column, a cell that
-            isn't a finite number (or a non-negative integer index), an empty
-            file name, a (file, sample, channel) given twice, a line the CSV
-            reader refuses (a cell over 128 KiB) or over :data:`MAX_TRUTH_LINE`;
-            or for a path that is not a regular file (``/dev/zero``, a FIFO) or
-            holds more than :data:`MAX_TRUTH_BYTES`. Unreadable files raise
-            ``OSError`` as usual.
-
-    Example:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     path = Path(tmp) / "truth.csv"
-        ...     _ = path.write_text("file,sample,channel,x,y\\nmaps.npy,0,1,3.5,7\\n")
-        ...     [row] = read_truth(path)
-        >>> row["file"], row["sample"], row["channel"], row["x"], row["y"], row["z"]
-        ('maps.npy', 0, 1, 3.5, 7.0, None)
-    """
-    path = Path(path)
-    info = path.stat()
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"{path}: not a regular file")
-    if info.st_size > MAX_TRUTH_BYTES:
-        raise ValueError(
-            f"{path}: {info.st_size:,} bytes, over the {MAX_TRUTH_BYTES:,} a truth file may hold"
-        )
-    try:
-        # utf-8-sig: spreadsheets save CSV with a byte-order mark; O_NONBLOCK: a
-        # FIFO swapped in after the check above can't block the open
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with open(fd, encoding="utf-8-sig", newline="") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise ValueError(f"{path}: not a regular file")
-            lines = list(_truth_lines(path, _bounded(path, fh)))
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return lines
-
-
-def _bounded(path: Path, fh: IO[str]) -> Iterator[str]:
-    """The lines of ``fh``, refusing one over :data:`MAX_TRUTH_LINE` characters
-    or a file growing past :data:`MAX_TRUTH_BYTES` while it is read."""
-    total = 0
-    for number, line in enumerate(iter(lambda: fh.readline(MAX_TRUTH_LINE + 1), ""), 1):
-        if len(line) > MAX_TRUTH_LINE:
-            raise ValueError(f"{path}: line {number}: over {MAX_TRUTH_LINE:,} characters")
-        total += len(line)
-        if total > MAX_TRUTH_BYTES:
-            raise ValueError(f"{path}: over the {MAX_TRUTH_BYTES:,} bytes a truth file may hold")
-        yield line
-
-
-def _truth_lines(path: Path, fh: Iterable[str]) -> Iterable[dict[str, Any]]:
-    rows = csv.reader(fh)
-    reader = _Reader(path, rows)
-    header = next(reader, None)
-    if header is None:
-        raise ValueError(
-            f"{path}: empty file; expected a header line {','.join(REQUIRED_TRUTH_COLUMNS)}"
-        )
-    names = [name.strip() for name in header]
-    missing = [c for c in REQUIRED_TRUTH_COLUMNS if c not in names]
-    if missing:
-        raise ValueError(
-            f"{path}: line 1: missing column{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(missing)} (the header has: {', '.join(names) or 'nothing'})"
-        )
-    position = {
-        name: names.index(name)
-        for name in (*REQUIRED_TRUTH_COLUMNS, "z", "decoder")
-        if name in names
-    }
-    seen: dict[Key, int] = {}
-    for cells in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue  # blank lines, as spreadsheets leave at the end
-
-        raw = {name: cells[i] if i < len(cells) else "" for name, i in position.items()}
-        file = raw["file"].strip()
-        if not file:
-            raise ValueError(f"{path}: line {line}: empty file name")
-        values: dict[str, Any] = {"file": file}
-        for name in ("sample", "channel"):
-            try:
-                values[name] = _index(raw[name])
-            except ValueError:
-                raise ValueError(
-                    f"{path}: line {line}: {name} must be an integer >= 0, got {raw[name]!r}"
-                ) from None
-        values["decoder"] = raw.get("decoder", "").strip() or "truth"
-        for name in ("x", "y", "z"):
-            text = raw.get(name, "")
-            try:
-                number = _number(text)
-            except ValueError:
-                raise ValueError(f"{path}: line {line}: {name} is not a number: {text!r}") from None
-            if number is None and name != "z":
-                raise ValueError(f"{path}: line {line}: {name} is empty")
-            if number is not None and not math.isfinite(number):
-                raise ValueError(f"{path}: line {line}: {name} is not finite: {text!r}")
-            values[name] = number
-        key = (file, values["sample"], values["channel"])
-        if key in seen:
-            raise ValueError(
-                f"{path}: line {line}: {_describe(key)} is given twice (first on line {seen[key]})"
-            )
-        seen[key] = line
-        yield {k: values[k] for k in ("file", "sample", "channel", "decoder", "x", "y", "z")}
-
-
-class _Reader:
-    """A ``csv.reader`` whose errors (a cell over the field limit, a stray
-    quote) name the file and line."""
-
-    def __init__(self, path: Path, reader: Any) -> None:
-        self.path, self.reader = path, reader
-
-    @property
-    def line_num(self) -> int:
-        return int(self.reader.line_num)
-
-    def __iter__(self) -> _Reader:
-        return self
-
-    def __next__(self) -> list[str]:
-        try:
-            return next(self.reader)
-        except csv.Error as exc:
-            raise ValueError(f"{self.path}: line {self.line_num}: {exc}") from None
-
-
-def _describe(key: Key) -> str:
-    return f"{key[0]} sample {key[1]} channel {key[2]}"
-
-
-# ---------------------------------------------------------------------------
 # scoring
 # ---------------------------------------------------------------------------
 
 
-def _key(row: Mapping[str, Any]) -> Key:
-    return (str(row["file"]), _index(row["sample"]), _index(row["channel"]))
-
-
-def _point(row: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
-    return _number(row.get("x")), _number(row.get("y")), _number(row.get("z"))
+def _xyz(point: PointRecord) -> tuple[float | None, float | None, float | None]:
+    coords = point.coords or (None, None)
+    return coords[0], coords[1], coords[2] if len(coords) == 3 else None
 
 
 def _metrics(
@@ -350,17 +170,17 @@ def _metrics(
 
 
 def evaluate(
-    rows: Iterable[Mapping[str, Any]],
+    points: Iterable[PointRecord],
     truth: Iterable[Mapping[str, Any]],
     thresholds: Sequence[float] = PCK_THRESHOLDS,
 ) -> Evaluation:
     """Score decoded ``rows`` against ``truth``, per decoder.
 
     Args:
-        rows: dicts like ``coordinates.csv`` rows (``file, sample, channel,
-            decoder, x, y, z, ...``); numbers may be numbers or CSV strings;
-            ``x``/``y`` None, empty or NaN means the map wasn't decoded.
-            Other fields (status, score, ...) are not used.
+        points: the run's points (:class:`~heatdecode.results.PointRecord`,
+            e.g. from :func:`read_points`); one without coordinates (status
+            ``nonfinite``) is a map that wasn't decoded. Status and score are
+            not used.
         truth: dicts with ``file, sample, channel, x, y`` and optionally ``z``
             (as :func:`read_truth` returns), at most one per key.
         thresholds: PCK distances, in the coordinates' units.
@@ -374,16 +194,16 @@ def evaluate(
 
     Raises:
         ValueError: a key twice in ``truth``, a (key, decoder) twice in
-            ``rows``, or a row whose dimension (z present or not) differs from
-            its truth row's.
+            ``points``, or a point whose dimension (z present or not) differs
+            from its truth row's.
 
     Example:
         >>> truth = [{"file": "a.npy", "sample": 0, "channel": 0, "x": 1.0, "y": 1.0}]
-        >>> rows = [  # one pixel too low in y, and a map nobody gave truth for
-        ...     dict(truth[0], decoder="argmax", y=2.0),
-        ...     dict(truth[0], decoder="argmax", file="b.npy"),
+        >>> points = [  # one pixel too low in y, and a map nobody gave truth for
+        ...     PointRecord("a.npy", 0, 0, "argmax", 0, (1.0, 2.0), 1.0, None, "ok"),
+        ...     PointRecord("b.npy", 0, 0, "argmax", 0, (1.0, 1.0), 1.0, None, "ok"),
         ... ]
-        >>> result = evaluate(rows, truth)
+        >>> result = evaluate(points, truth)
         >>> m = result.decoders["argmax"]
         >>> m.count, m.mean, m.bias_y, m.pck
         (1, 1.0, 1.0, {0.5: 0.0, 1.0: 1.0, 2.0: 1.0})
@@ -393,12 +213,12 @@ def evaluate(
     thresholds = tuple(float(t) for t in thresholds)
     targets: dict[Key, tuple[float, float, float | None]] = {}
     for entry in truth:
-        key = _key(entry)
+        key = row_key(entry)
         if key in targets:
-            raise ValueError(f"truth: {_describe(key)} is given twice")
-        x, y, z = _point(entry)
+            raise ValueError(f"truth: {describe_key(key)} is given twice")
+        x, y, z = row_point(entry)
         if x is None or y is None or not all(math.isfinite(v) for v in (x, y, z or 0.0)):
-            raise ValueError(f"truth: {_describe(key)} has no finite x, y")
+            raise ValueError(f"truth: {describe_key(key)} has no finite x, y")
         targets[key] = (x, y, z)
 
     deltas: dict[str, list[tuple[float, float, float | None]]] = {}
@@ -406,10 +226,10 @@ def evaluate(
     seen: set[tuple[Key, str]] = set()
     found: set[Key] = set()
     missing_truth: dict[Key, None] = {}  # an ordered set
-    for row in rows:
-        key, decoder = _key(row), str(row["decoder"])
+    for point in points:
+        key, decoder = point.key, point.decoder
         if (key, decoder) in seen:
-            raise ValueError(f"{_describe(key)} has two {decoder} rows")
+            raise ValueError(f"{describe_key(key)} has two {decoder} rows")
         seen.add((key, decoder))
         found.add(key)
         deltas.setdefault(decoder, [])
@@ -417,7 +237,7 @@ def evaluate(
         if key not in targets:
             missing_truth[key] = None
             continue
-        x, y, z = _point(row)
+        x, y, z = _xyz(point)
         tx, ty, tz = targets[key]
         if x is None or y is None or not all(math.isfinite(v) for v in (x, y, z or 0.0)):
             undecoded[decoder] += 1
@@ -425,7 +245,7 @@ def evaluate(
         if (z is None) != (tz is None):
             dims = ("3D", "2D") if tz is None else ("2D", "3D")
             raise ValueError(
-                f"{_describe(key)}: {decoder} gives {dims[0]} coordinates, truth {dims[1]}"
+                f"{describe_key(key)}: {decoder} gives {dims[0]} coordinates, truth {dims[1]}"
             )
         deltas[decoder].append((x - tx, y - ty, None if z is None else z - tz))
 
@@ -502,46 +322,3 @@ def write_metrics_json(path: Path, evaluation: Evaluation) -> None:
         fh.write("\n")
 
     atomic_write(path, write, errors=JSON_ERRORS)
-
-
-def _show(value: float | None, digits: int = 3, signed: bool = False) -> str:
-    if value is None:
-        return "–"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-def metrics_table(evaluation: Evaluation) -> Table:
-    """The evaluation as a rich table: one row per decoder, missing keys in the caption.
-
-    Example:
-        >>> truth = [{"file": "a.npy", "sample": 0, "channel": 0, "x": 1.0, "y": 1.0}]
-        >>> rows = [dict(truth[0], decoder="argmax", y=1.5)]
-        >>> table = metrics_table(evaluate(rows, truth))
-        >>> [c.header for c in table.columns][3:8]
-        ['mean', 'median', 'p95', 'max', 'bias x']
-        >>> list(table.columns[3].cells), list(table.columns[-1].cells)
-        (['0.500'], ['100.0%'])
-    """
-    has_z = any(m.bias_z is not None for m in evaluation.decoders.values())
-    table = Table(title="Error against truth")
-    for name in ("decoder", "maps", "undecoded", "mean", "median", "p95", "max"):
-        table.add_column(name, justify="left" if name == "decoder" else "right")
-    for axis in ("x", "y", "z") if has_z else ("x", "y"):
-        table.add_column(f"bias {axis}", justify="right")
-    for t in evaluation.thresholds:
-        table.add_column(f"PCK@{t:g}", justify="right")
-    for m in evaluation.decoders.values():
-        cells = [m.decoder, str(m.count), str(m.undecoded)]
-        cells += [_show(v) for v in (m.mean, m.median, m.p95, m.max)]
-        cells += [
-            _show(v, signed=True) for v in (m.bias_x, m.bias_y, m.bias_z)[: 3 if has_z else 2]
-        ]
-        cells += ["–" if v is None else f"{100 * v:.1f}%" for v in m.pck.values()]
-        table.add_row(*cells)
-    notes = ["errors in the coordinates' units; undecoded maps count as misses in PCK"]
-    if evaluation.missing_truth:
-        notes.append(f"{len(evaluation.missing_truth)} decoded map(s) without a truth row")
-    if evaluation.missing_maps:
-        notes.append(f"{len(evaluation.missing_maps)} truth row(s) without a decoded map")
-    table.caption = "\n".join(notes)
-    return table

@@ -17,19 +17,23 @@ Decoders work in the heatmap's pixel frame (centres at integers). A
    (pixel) or corner (half-pixel).
 
 Pure core: imports only the standard library, numpy, torch and other core
-modules (decoders, refine, status, layouts, frames, family); no I/O and no
-module state, so it can be used without the CLI stack (``tests/test_package.py``).
+modules (the ``CORE`` list of ``tests/test_package.py``); no I/O and no module
+state, so it can be used without the CLI stack.
+:class:`Frame` and :func:`parse_per_axis` need only the standard library (numpy
+and torch are imported by :func:`apply_frame`), so the CLI checks ``--stride``,
+``--spacing`` and ``--coords`` before it imports torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from heatdecode.options import COORD_CHOICES
 
-from heatdecode.decoders import COORD_CHOICES, to_frame
+if TYPE_CHECKING:
+    import numpy as np
 
 STRIDE_OFFSETS = ("centre", "none")
 
@@ -40,7 +44,8 @@ SCALE_MAX = 1e12
 
 
 def _in_range(values: Sequence[float]) -> bool:
-    return all(np.isfinite(v) and 0 < v <= SCALE_MAX for v in values)
+    # NaN and ±inf fail the comparison: no isfinite needed
+    return all(0 < v <= SCALE_MAX for v in values)
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ def parse_per_axis(text: str, option: str) -> tuple[float, ...]:
 
 
 def _per_axis(values: Sequence[float], d: int, name: str) -> np.ndarray:
+    import numpy as np
+
     if len(values) == 1:
         return np.full(d, float(values[0]))
     if len(values) != d:
@@ -112,12 +119,15 @@ def apply_frame(pixel: np.ndarray, spatial: Sequence[int], frame: Frame) -> np.n
     ``spatial`` is the heatmap's shape in array order, ``(H, W)`` or ``(D, H, W)``.
 
     Example:
+        >>> import numpy as np
         >>> xy = np.array([[0.0, 0.0], [15.0, 11.0]])   # corners of a 12 x 16 heatmap
         >>> apply_frame(xy, (12, 16), Frame(stride=(4.0,))).tolist()
         [[1.5, 1.5], [61.5, 45.5]]
         >>> apply_frame(xy, (12, 16), Frame(coords="normalized-edges", stride=(4.0,))).tolist()
         [[-0.9375, -0.9166666666666666], [0.9375, 0.9166666666666667]]
     """
+    import numpy as np
+
     # an overflow (a frame built past its checks) shows as inf/NaN, which the
     # writers report as status nonfinite: no warning on the way
     with np.errstate(over="ignore", invalid="ignore"):
@@ -125,6 +135,11 @@ def apply_frame(pixel: np.ndarray, spatial: Sequence[int], frame: Frame) -> np.n
 
 
 def _apply_frame(pixel: np.ndarray, spatial: Sequence[int], frame: Frame) -> np.ndarray:
+    import numpy as np
+    import torch
+
+    from heatdecode.decoders import to_frame
+
     d = pixel.shape[-1]
     coords = np.asarray(pixel, dtype=np.float64)
     sizes = np.asarray(spatial, dtype=np.float64)  # array order

@@ -7,13 +7,16 @@ brought to the canonical order ``(N, C, H, W)`` or ``(N, C, D, H, W)``; a
 missing ``N`` or ``C`` becomes an axis of size 1.
 
 Pure core: imports only the standard library, numpy, torch and other core
-modules (decoders, refine, status, layouts, frames, family); no I/O and no
-module state, so it can be used without the CLI stack (``tests/test_package.py``).
+modules (the ``CORE`` list of ``tests/test_package.py``); no I/O and no module
+state, so it can be used without the CLI stack.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LETTERS = "NCDHW"
 AUTO = "auto"
@@ -82,11 +85,14 @@ def to_canonical(array: np.ndarray, layout: str) -> np.ndarray:
     """Reorder ``array`` from ``layout`` to ``(N, C, [D,] H, W)`` (a view where possible).
 
     Example:
+        >>> import numpy as np
         >>> to_canonical(np.zeros((5, 6, 3)), "HWC").shape
         (1, 3, 5, 6)
         >>> to_canonical(np.zeros((2, 4, 5, 6, 7)), "NCHWD").shape
         (2, 4, 7, 5, 6)
     """
+    import numpy as np  # here, not at the top: parse_layout needs only the standard library
+
     if len(layout) != array.ndim:
         raise LayoutError(f"layout {layout} has {len(layout)} axes but the array has {array.ndim}")
     target = "NC" + ("DHW" if "D" in layout else "HW")

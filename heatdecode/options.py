@@ -6,6 +6,10 @@ builds its help from :data:`OPTIONS` and turns an :class:`OptionError` into a
 usage error naming the flag (``--beta must be ...``) once, at its edge. The
 README's option table is tested against it (``tests/test_options.py``).
 
+Also the choice of decoders a run makes: :class:`DecoderSpec` (one decoder
+with its options and row label) and :class:`DecoderSelection` (the CLI's
+``--decoder/--beta/...``, resolved into specs once).
+
 Pure: the standard library only (no torch, numpy or I/O), so the CLI can check
 a command line before it imports torch.
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 NORMALIZE_CHOICES: tuple[str, ...] = ("none", "max", "minmax")
@@ -259,3 +263,67 @@ def _show(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value) and value == int(value):
         return str(int(value))
     return str(value)
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """One decoder with its options; ``label`` names its rows in the outputs.
+
+    An option left at ``None`` takes the decoder's own default.
+    """
+
+    label: str
+    decoder: str
+    beta: float | None = None
+    normalize: str | None = None
+    radius: int | None = None
+    sigma: float | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The options this run really uses (defaults filled in), by name."""
+        return resolve_options(
+            self.decoder,
+            beta=self.beta,
+            normalize=self.normalize,
+            radius=self.radius,
+            sigma=self.sigma,
+        )
+
+
+DecoderRun = DecoderSpec  # its name before 0.2
+
+
+@dataclass(frozen=True)
+class DecoderSelection:
+    """Which decoders to run and how (the CLI's ``--decoder/--beta/--normalize/...``).
+
+    An option left at ``None`` falls back to ``defaults[decoder]`` and then to
+    the decoder's own default, so one shared ``--beta`` can't silently detune a
+    decoder that wants another (local soft-argmax's best β is not global
+    soft-argmax's). ``runs``, when given, replaces the list built from the
+    other fields (a β sweep runs one decoder under several settings in one pass).
+    """
+
+    decoders: tuple[str, ...] = ("argmax", "softargmax")
+    beta: float | None = None
+    normalize: str | None = None
+    radius: int | None = None
+    sigma: float | None = None
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    runs: tuple[DecoderSpec, ...] | None = None
+
+    def resolved_runs(self) -> tuple[DecoderSpec, ...]:
+        """The decoders to run, each with its options (``runs`` when given)."""
+        if self.runs is not None:
+            return self.runs
+        given = {"beta": self.beta, "normalize": self.normalize}
+        given |= {"radius": self.radius, "sigma": self.sigma}
+        runs = []
+        for name in self.decoders:
+            options = dict(self.defaults.get(name, {}))
+            options.update({k: v for k, v in given.items() if v is not None})
+            runs.append(DecoderSpec(name, name, **options))
+        return tuple(runs)
+
+
+DecodeSettings = DecoderSelection  # its name before 0.2

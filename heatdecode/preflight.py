@@ -11,6 +11,7 @@ Standard library only.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,3 +58,26 @@ def check_some_input_exists(paths: Sequence[str | os.PathLike[str]]) -> None:
     and reports each missing one)."""
     if paths and not any(os.path.lexists(p) for p in paths):
         raise nothing_to_decode([(str(p), MISSING) for p in paths])
+
+
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """A byte count from ``"2147483648"``, ``"512M"``, ``"4G"`` or ``"1.5GiB"``
+    (binary units: K = 1024; case and a trailing ``B``/``iB`` don't matter).
+    Whether the size is allowed is the caller's rule. (Also importable from
+    :mod:`heatdecode.loading`.)
+
+    Raises:
+        ValueError: not a number of bytes, with the reason in one line.
+
+    Example:
+        >>> parse_size("512M"), parse_size("1.5GiB"), parse_size("2048")
+        (536870912, 1610612736, 2048)
+    """
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size; give bytes or a size such as 512M or 4G")
+    return int(float(match[1]) * _UNITS[match[2].lower()])

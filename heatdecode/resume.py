@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from heatdecode.results import Failure, FileRecord, PointRecord, SourceRecord
+
 PARTIAL_NAMES = {"csv": "coordinates.partial.csv", "json": "coordinates.partial.json"}
 LOCK_NAME = ".heatdecode.lock"
 # settings that must match for a resumed run to equal an uninterrupted one
@@ -85,16 +87,25 @@ def _why(exc: OSError) -> str:
 
 @dataclass
 class Resumed:
-    """What an interrupted run had finished, by source name."""
+    """What an interrupted run had finished: each complete source's record."""
 
-    complete: set[str] = field(default_factory=set)
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    failures: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    sources: dict[str, SourceRecord] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> set[str]:
+        return set(self.sources)
 
     @property
     def maps(self) -> int:
-        return sum(f["samples"] * f["channels"] for fs in self.files.values() for f in fs)
+        return sum(f.maps for record in self.sources.values() for f in record.files)
+
+    @property
+    def failures(self) -> int:
+        return sum(len(record.failures) for record in self.sources.values())
+
+    def overlays(self) -> set[str]:
+        """The overlay paths (relative to --out) its arrays were drawn to."""
+        return {f.overlay for r in self.sources.values() for f in r.files if f.overlay}
 
 
 def read_partial(
@@ -149,24 +160,30 @@ def _resumed(document: Any, settings: dict[str, Any], inputs: dict[str, Any] | N
         )
     if inputs is not None:
         _check_inputs(document.get("resume_inputs"), inputs, complete)
-    resumed = Resumed(complete=set(complete))
+    sources = {name: SourceRecord(name, resumed=True) for name in complete}
     for i, entry in enumerate(_get(document, "files", "the document", list)):
         source = _get(entry, "source", f"files[{i}]", str)
         for key, kind in (("file", str), ("samples", int), ("channels", int)):
             _get(entry, key, f"files[{i}]", kind)
-        resumed.files.setdefault(source, []).append(entry)
+        _record(sources, source).files.append(FileRecord.from_entry(entry))
     for i, entry in enumerate(_get(document, "failures", "the document", list)):
         source = _get(entry, "source", f"failures[{i}]", str)
-        resumed.failures.setdefault(source, []).append(entry)
-    source_of = {f["file"]: source for source, fs in resumed.files.items() for f in fs}
+        _get(entry, "file", f"failures[{i}]", str)
+        _record(sources, source).failures.append(Failure.from_entry(entry))
+    source_of = {f.name: name for name, record in sources.items() for f in record.files}
     for i, row in enumerate(_get(document, "rows", "the document", list)):
-        for key in ("status", "decoder", "x", "y"):
+        for key in ("status", "decoder", "x", "y", "sample", "channel"):
             _get(row, key, f"rows[{i}]")
         file = _get(row, "file", f"rows[{i}]", str)
         if file not in source_of:
             raise _Malformed(f"rows[{i}] names {file!r}, which is in no files entry")
-        resumed.rows.setdefault(source_of[file], []).append(row)
-    return resumed
+        sources[source_of[file]].points.append(PointRecord.from_row(row))
+    return Resumed({name: record for name, record in sources.items() if name in complete})
+
+
+def _record(sources: dict[str, SourceRecord], name: str) -> SourceRecord:
+    # an entry of a source not listed complete is kept aside, then dropped
+    return sources.setdefault(name, SourceRecord(name, resumed=True))
 
 
 def input_record(inputs: list[str], sources: dict[str, Path]) -> dict[str, Any]:

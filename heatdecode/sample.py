@@ -13,6 +13,9 @@ anisotropic peaks), 2D or 3D; :func:`preset` names the usual combinations.
 Both write ``truth.csv`` with the columns of ``coordinates.csv`` up to
 ``score`` (decoder ``truth``), in the pixel frame, so its rows line up with
 what ``heatdecode run`` writes for the same folder.
+
+Size: the two generators share one Gaussian, one PNG writer, one truth
+writer and the size checks; most of the length is their documented knobs.
 """
 
 from __future__ import annotations
@@ -411,59 +414,74 @@ def write_synthetic(
     second_height = float(second_height)
     if two_peaks and not (0 < second_height < 1):
         raise ValueError(f"second_height must be in (0, 1), got {second_height!r}")
-    dims = len(shape)
-    sigmas = _axis_sigmas(sigma, anisotropy, dims)
+    sigmas = _axis_sigmas(sigma, anisotropy, len(shape))
     centres, lo, hi = _centres(seed, count, shape, sigmas, near_border)
-
-    maps = np.empty((count, 1, *shape))
-    for i, centre in enumerate(centres):
-        maps[i, 0] = anisotropic_gaussian(shape, centre, sigmas)
+    maps = anisotropic_gaussians(shape, centres, sigmas)
     if two_peaks:
-        for i, centre in enumerate(_second_centres(seed, centres, lo, hi, sigmas)):
-            maps[i, 0] += second_height * anisotropic_gaussian(shape, centre, sigmas)
+        second = _second_centres(seed, centres, lo, hi, sigmas)
+        maps += second_height * anisotropic_gaussians(shape, second, sigmas)
     maps += offset
     if noise > 0:
         maps += np.random.default_rng([seed, _NOISE]).normal(0.0, noise, size=maps.shape)
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    score = offset + 1.0
-    if quantize8:
-        clipped = np.clip(maps, 0, None)
-        top = clipped.reshape(count, -1).max(axis=1).reshape(count, *(1,) * (dims + 1))
-        maps = np.rint(255 * clipped / np.where(top > 0, top, 1)).astype(np.uint8)
-        score = 255.0
-    else:
-        maps = maps.astype(np.float32)
+    stored, score = _quantized(maps) if quantize8 else (maps.astype(np.float32), offset + 1.0)
+    names = _write_synthetic_maps(out_dir, stored, png=quantize8 and len(shape) == 2)
+    truth = [
+        _truth_row(name, sample, centre, score)
+        for (name, sample), centre in zip(names, centres, strict=True)
+    ]
+    _write_truth(out_dir, truth)
+    return truth
 
-    names: list[tuple[str, int]] = []
-    if dims == 2 and quantize8:
+
+def anisotropic_gaussians(
+    shape: tuple[int, ...], centres: np.ndarray, sigmas: tuple[float, ...]
+) -> np.ndarray:
+    """``(count, 1, *shape)`` float64 maps, one unit-height Gaussian at each centre."""
+    maps = np.empty((len(centres), 1, *shape))
+    for i, centre in enumerate(centres):
+        maps[i, 0] = anisotropic_gaussian(shape, centre, sigmas)
+    return maps
+
+
+def _quantized(maps: np.ndarray) -> tuple[np.ndarray, float]:
+    """8-bit maps as exporting to PNG makes them: clipped at 0, each scaled so
+    its own maximum is 255, rounded; and their nominal peak score."""
+    count = len(maps)
+    clipped = np.clip(maps, 0, None)
+    top = clipped.reshape(count, -1).max(axis=1).reshape(count, *(1,) * (maps.ndim - 1))
+    return np.rint(255 * clipped / np.where(top > 0, top, 1)).astype(np.uint8), 255.0
+
+
+def _write_synthetic_maps(out_dir: Path, maps: np.ndarray, png: bool) -> list[tuple[str, int]]:
+    """One 8-bit PNG per map (``png``) or one ``.npy`` of them all; the
+    (file, sample) that names each map, in order."""
+    count = len(maps)
+    if png:
         width = max(4, len(str(count - 1)))
+        names = []
         for i in range(count):
             name = f"png8/peak_{i:0{width}d}.png"
             data = _png_bytes(maps[i, 0])
             atomic_write(out_dir / name, lambda fh, data=data: fh.write(data), binary=True)
             names.append((name, 0))
-    else:
-        name = "maps.npy" if dims == 2 else "volumes.npy"
-        buffer = io.BytesIO()
-        np.save(buffer, maps)
-        atomic_write(out_dir / name, lambda fh: fh.write(buffer.getvalue()), binary=True)
-        names = [(name, i) for i in range(count)]
+        return names
+    name = "maps.npy" if maps.ndim == 4 else "volumes.npy"
+    buffer = io.BytesIO()
+    np.save(buffer, maps)
+    atomic_write(out_dir / name, lambda fh: fh.write(buffer.getvalue()), binary=True)
+    return [(name, i) for i in range(count)]
 
-    truth: list[dict[str, object]] = []
-    for (name, sample), centre in zip(names, centres, strict=True):
-        xyz = [float(v) for v in centre]
-        truth.append(
-            {
-                "file": name,
-                "sample": sample,
-                "channel": 0,
-                "decoder": "truth",
-                "x": xyz[0],
-                "y": xyz[1],
-                "z": xyz[2] if dims == 3 else None,
-                "score": score,
-            }
-        )
-    _write_truth(out_dir, truth)
-    return truth
+
+def _truth_row(name: str, sample: int, centre: np.ndarray, score: float) -> dict[str, object]:
+    xyz = [float(v) for v in centre]
+    return {
+        "file": name,
+        "sample": sample,
+        "channel": 0,
+        "decoder": "truth",
+        "x": xyz[0],
+        "y": xyz[1],
+        "z": xyz[2] if len(xyz) == 3 else None,
+        "score": score,
+    }

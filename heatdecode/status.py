@@ -18,8 +18,8 @@ Each row of the outputs carries one ``status``, the most serious that applies:
 ==============  =============================================================
 
 Pure core: imports only the standard library, numpy, torch and other core
-modules (decoders, refine, status, layouts, frames, family); no I/O and no
-module state, so it can be used without the CLI stack (``tests/test_package.py``).
+modules (the ``CORE`` list of ``tests/test_package.py``); no I/O and no module
+state, so it can be used without the CLI stack.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import torch
 
 from heatdecode.bench import BenchRow, bench_decoders, synthetic_maps, time_round_robin
 from heatdecode.family import DECODERS, decode
+from heatdecode.reductions import logits as reductions_logits
 
 
 def test_bench_decoders_returns_one_row_per_decoder_in_order():
@@ -103,6 +104,7 @@ def _mixed_maps(spatial: tuple[int, ...]) -> torch.Tensor:
 @pytest.mark.parametrize("beta", [0.5, 1.0, 20.0, 100.0])
 def test_softargmax_paths_give_the_same_bits_in_any_batch(spatial, normalize, beta, monkeypatch):
     import heatdecode.decoders as decoders_module
+    import heatdecode.softmax as softmax_module
 
     maps = _mixed_maps(spatial)
     dims = len(spatial)
@@ -110,7 +112,7 @@ def test_softargmax_paths_give_the_same_bits_in_any_batch(spatial, normalize, be
     whole = decoders_module.softargmax_decode(maps, **kw)
     order = torch.tensor([8, 1, 0, 4, 3, 7, 2, 6, 5])
     # tiny chunks: the first chunk's rows decide the later chunks' mode
-    monkeypatch.setattr(decoders_module, "_CHUNK_ELEMENTS_CPU", 2 * maps[0].numel())
+    monkeypatch.setattr(softmax_module, "CHUNK_ELEMENTS_CPU", 2 * maps[0].numel())
     shuffled = decoders_module.softargmax_decode(maps[order], **kw)
     for i in range(len(maps)):
         alone = decoders_module.softargmax_decode(maps[i : i + 1], **kw)
@@ -126,11 +128,10 @@ def test_softargmax_paths_give_the_same_bits_in_any_batch(spatial, normalize, be
 
 
 def _plain_soft_argmax(maps: torch.Tensor, beta: float, normalize: str, dims: int):
-    import heatdecode.decoders as decoders_module
 
     flat = maps.reshape(len(maps), -1)
     hi, lo = flat.amax(-1, keepdim=True), flat.amin(-1, keepdim=True)
-    p = torch.softmax(decoders_module._logits(flat, hi, lo, beta, normalize), -1).view(maps.shape)
+    p = torch.softmax(reductions_logits(flat, hi, lo, beta, normalize), -1).view(maps.shape)
     axes = range(1, dims + 1)
     means = []
     for axis in reversed(axes):  # x, y[, z]
@@ -153,7 +154,7 @@ def test_softargmax_gradient_matches_autograd_through_the_plain_formula(normaliz
 
     flat = maps.reshape(len(maps), -1)
     hi, lo = flat.amax(-1, keepdim=True), flat.amin(-1, keepdim=True)
-    p = torch.softmax(decoders_module._logits(flat, hi, lo, beta, normalize), -1).view(maps.shape)
+    p = torch.softmax(reductions_logits(flat, hi, lo, beta, normalize), -1).view(maps.shape)
     means, variances = [], []
     for marginal in (p.sum(-2), p.sum(-1)):  # x, y
         index = torch.arange(marginal.shape[-1], dtype=torch.float64)
@@ -170,6 +171,7 @@ def test_softargmax_gradient_matches_autograd_through_the_plain_formula(normaliz
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int16, torch.int64])
 def test_argmax_numpy_and_torch_paths_agree_on_ties_nan_and_inf(dtype, monkeypatch):
     import heatdecode.decoders as decoders_module
+    import heatdecode.reductions as reductions
 
     gen = torch.Generator().manual_seed(11)
     maps = torch.randint(-3, 4, (40, 7, 9), generator=gen).to(dtype)  # many ties
@@ -179,7 +181,7 @@ def test_argmax_numpy_and_torch_paths_agree_on_ties_nan_and_inf(dtype, monkeypat
         maps[5, 6, 8] = float("inf")
     maps[6] = 2  # constant
     fast = decoders_module.argmax_decode(maps)
-    monkeypatch.setattr(decoders_module, "_NUMPY_MAX_THREADS", 0)  # force torch's reductions
+    monkeypatch.setattr(reductions, "NUMPY_MAX_THREADS", 0)  # force torch's reductions
     slow = decoders_module.argmax_decode(maps)
     for a, b in zip(fast, slow, strict=True):
         if a is not None:

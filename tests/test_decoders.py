@@ -19,6 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 from heatdecode.decoders import (
     Decoded,
+    PointEstimates,
     SoftArgmax,
     argmax_decode,
     hard_argmax,
@@ -784,7 +785,7 @@ def test_decoded_fields_have_the_documented_shapes(lead, spatial):
     soft = softargmax_decode(maps, spatial_dims=sd)
     hard = argmax_decode(maps, spatial_dims=sd)
 
-    assert isinstance(soft, Decoded) and isinstance(hard, Decoded)
+    assert isinstance(soft, PointEstimates) and isinstance(hard, PointEstimates)
     for out in (soft, hard):
         assert out.coords.shape == (*lead, sd)
         assert out.score.shape == lead
@@ -890,12 +891,12 @@ def test_an_empty_batch_gives_empty_coordinates(requires_grad):
 
 @pytest.mark.parametrize("shape", [(3, 40, 50), (2, 12, 30, 40)])
 def test_maps_larger_than_a_chunk_are_decoded_in_slabs_with_the_same_result(shape, monkeypatch):
-    import heatdecode.decoders as decoders_module
+    import heatdecode.softmax as softmax_module
 
     x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 3
     spatial_dims = len(shape) - 1
     whole = softargmax_decode(x, 2.0, spatial_dims=spatial_dims, normalize="minmax")
-    monkeypatch.setattr(decoders_module, "_CHUNK_ELEMENTS_CPU", 37)  # force several slabs
+    monkeypatch.setattr(softmax_module, "CHUNK_ELEMENTS_CPU", 37)  # force several slabs
     slabs = softargmax_decode(x, 2.0, spatial_dims=spatial_dims, normalize="minmax")
     torch.testing.assert_close(slabs.coords, whole.coords, rtol=0, atol=1e-12)
     torch.testing.assert_close(slabs.spread, whole.spread, rtol=0, atol=1e-12)
@@ -929,3 +930,84 @@ def test_family_checks_every_option_range_in_one_place():
     with pytest.raises(ValueError, match="radius"):
         check_options({"radius": 0})
     assert resolve_options("local-softargmax", radius=10**6)["radius"] == 10**6
+
+
+# ---------------------------------------------------------------------------
+# Old names: Decoded for PointEstimates, coords= for frame=
+# ---------------------------------------------------------------------------
+
+
+def test_decoded_is_the_old_name_of_point_estimates():
+    import heatdecode
+
+    assert Decoded is PointEstimates
+    assert heatdecode.Decoded is heatdecode.PointEstimates is PointEstimates
+    assert "PointEstimates" in heatdecode.__all__ and "Decoded" in heatdecode.__all__
+
+
+FRAMES = ("pixel", "half-pixel", "normalized", "normalized-edges")
+
+
+def _fields(out):
+    """A decoder's result as a tuple: every field of a PointEstimates, or the coordinates."""
+    return out if isinstance(out, tuple) else (out,)
+
+
+@pytest.mark.parametrize("frame", FRAMES)
+@pytest.mark.parametrize(
+    ("fn", "kw"),
+    [
+        (hard_argmax, {}),
+        (argmax_decode, {}),
+        (soft_argmax, {"beta": 3.0, "normalize": "minmax"}),
+        (softargmax_decode, {"beta": 3.0, "normalize": "minmax"}),
+    ],
+    ids=["hard_argmax", "argmax_decode", "soft_argmax", "softargmax_decode"],
+)
+def test_coords_is_a_working_alias_of_frame(fn, kw, frame):
+    maps = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(1))
+    new = fn(maps, frame=frame, **kw)
+    old = fn(maps, coords=frame, **kw)
+    for a, b in zip(_fields(new), _fields(old), strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+    with pytest.raises(TypeError, match="not both"):
+        fn(maps, frame=frame, coords=frame, **kw)
+    with pytest.raises(ValueError, match="coords"):
+        fn(maps, frame="grid", **kw)
+
+
+def test_frame_defaults_to_pixel_and_may_be_given_by_position():
+    maps = torch.rand(2, 4, 6, generator=torch.Generator().manual_seed(2))
+    pixel = hard_argmax(maps)
+    assert torch.equal(hard_argmax(maps, 2, "pixel"), pixel)
+    assert torch.equal(hard_argmax(maps, 2, "normalized"), hard_argmax(maps, frame="normalized"))
+    assert torch.equal(
+        soft_argmax(maps, 2.0, 2, "max", "half-pixel"),
+        soft_argmax(maps, 2.0, frame="half-pixel", normalize="max"),
+    )
+
+
+def test_to_frame_takes_frame_or_its_old_name_and_needs_one():
+    pixel = torch.tensor([[0.0, 2.0], [9.0, 1.0]])
+    for frame in FRAMES:
+        want = to_frame(pixel, (3, 10), frame)
+        assert torch.equal(to_frame(pixel, (3, 10), frame=frame), want)
+        assert torch.equal(to_frame(pixel, (3, 10), coords=frame), want)
+    with pytest.raises(TypeError):
+        to_frame(pixel, (3, 10))
+    with pytest.raises(TypeError, match="not both"):
+        to_frame(pixel, (3, 10), "pixel", coords="pixel")
+
+
+def test_the_module_takes_frame_or_its_old_name():
+    maps = torch.rand(2, 5, 6, generator=torch.Generator().manual_seed(3))
+    new = SoftArgmax(beta=4.0, frame="normalized")
+    old = SoftArgmax(beta=4.0, coords="normalized")
+    assert new.frame == old.frame == old.coords == "normalized"
+    assert torch.equal(new(maps), old(maps))
+    assert torch.equal(new(maps), soft_argmax(maps, beta=4.0, frame="normalized"))
+    assert "frame='normalized'" in repr(new)
+    old.coords = "pixel"  # the attribute's old name still sets it
+    assert old.frame == "pixel" and torch.equal(old(maps), soft_argmax(maps, beta=4.0))
+    with pytest.raises(TypeError, match="not both"):
+        SoftArgmax(frame="pixel", coords="normalized")

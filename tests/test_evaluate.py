@@ -10,17 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from heatdecode.cli.render import metrics_table
 from heatdecode.evaluate import (
     FIELD_DESCRIPTIONS,
     METRICS_COLUMNS,
     METRICS_SCHEMA,
     Evaluation,
     evaluate,
-    metrics_table,
+    read_points,
     read_truth,
     write_metrics,
 )
+from heatdecode.results import PointRecord
 from heatdecode.sample import write_sample, write_synthetic
+from heatdecode.writers import write_csv
 
 
 def truth_row(file, x, y, z=None, sample=0, channel=0):
@@ -28,18 +31,10 @@ def truth_row(file, x, y, z=None, sample=0, channel=0):
 
 
 def row(file, decoder, x, y, z=None, sample=0, channel=0, status="ok"):
-    return {
-        "file": file,
-        "sample": sample,
-        "channel": channel,
-        "decoder": decoder,
-        "x": x,
-        "y": y,
-        "z": z,
-        "score": 1.0,
-        "spread": None,
-        "status": status,
-    }
+    """A decoded point; no x/y (None, or an empty CSV cell) means not decoded."""
+    empty = x in (None, "") or y in (None, "")
+    coords = None if empty else tuple(float(v) for v in (x, y, z) if v is not None)
+    return PointRecord(file, sample, channel, decoder, 0, coords, 1.0, None, status)
 
 
 # Five maps whose argmax is off by (dx, dy) = (0, 0), (0.5, 0), (0, -1), (-2, 0), (3, 4):
@@ -172,12 +167,21 @@ def test_bias_z_averages_over_the_3d_maps_only():
     assert m.mean == pytest.approx((1.0 + math.sqrt(5)) / 2)
 
 
-def test_rows_read_back_from_a_csv_score_the_same(hand_made, tmp_path):
+def test_points_read_back_from_a_coordinates_csv_score_the_same(hand_made, tmp_path):
     rows, truth = hand_made
-    as_text = [
-        {k: "" if v is None else str(v) for k, v in r.items()} for r in rows
-    ]  # what csv.DictReader gives for coordinates.csv
-    assert evaluate(as_text, truth) == evaluate(rows, truth)
+    write_csv(tmp_path / "coordinates.csv", rows)
+    back = read_points(tmp_path / "coordinates.csv")
+    assert [p.key for p in back] == [p.key for p in rows]
+    assert evaluate(back, truth) == evaluate(rows, truth)
+
+
+def test_a_coordinates_csv_with_a_bad_cell_names_its_line(tmp_path):
+    path = tmp_path / "coordinates.csv"
+    path.write_text(
+        "file,sample,channel,decoder,x,y\na.npy,0,0,argmax,1.0,2.0\na.npy,x,0,argmax,1,2\n"
+    )
+    with pytest.raises(ValueError, match="coordinates.csv: line 3: could not convert"):
+        read_points(path)
 
 
 def test_rows_may_be_a_generator(hand_made):
@@ -193,7 +197,7 @@ def test_rows_may_be_a_generator(hand_made):
         ([row("a", "d", 0, 0, 0)], [truth_row("a", 0, 0)], "3D coordinates, truth 2D"),
         ([row("a", "d", 0, 0)], [truth_row("a", 0, 0, 0)], "2D coordinates, truth 3D"),
         ([], [truth_row("a", None, 0)], "no finite x, y"),
-        ([row("a", "d", 0, 0, sample=-1)], [], "integer >= 0"),
+        ([], [truth_row("a", 0, 0, sample=-1)], "integer >= 0"),
     ],
 )
 def test_inconsistent_input_is_a_value_error(rows, truth, message):
@@ -377,9 +381,8 @@ def test_synthetic_truth_lines_up_with_a_real_run(tmp_path, knobs):
     data = tmp_path / "data"
     write_synthetic(data, count=8, seed=2, **knobs)
     run([data], tmp_path / "out", RunConfig(overlays=False, formats=("csv",), workers=1))
-    with open(tmp_path / "out" / "coordinates.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    result = evaluate(rows, read_truth(data / "truth.csv"))
+    points = read_points(tmp_path / "out" / "coordinates.csv")
+    result = evaluate(points, read_truth(data / "truth.csv"))
     assert result.missing_truth == [] and result.missing_maps == []
     argmax = result.decoders["argmax"]
     assert (argmax.count, argmax.undecoded) == (8, 0)
@@ -419,7 +422,7 @@ def test_truth_must_be_a_regular_file(tmp_path, capsys):
 
 
 def test_a_truth_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
-    import heatdecode.evaluate as module
+    import heatdecode.readers as module
 
     path = tmp_path / "truth.csv"
     path.write_text("file,sample,channel,x,y\nm.npy,0,0,1,2\n")

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import heatdecode.images as images
 import heatdecode.loading as loading
 from heatdecode.loading import (
     MAX_MAP_BYTES,
@@ -883,7 +884,7 @@ def no_decoding(monkeypatch):
     def decoded(*args):
         raise AssertionError("a page was decoded")
 
-    monkeypatch.setattr(loading, "_frame_to_array", decoded)
+    monkeypatch.setattr(images, "_frame_to_array", decoded)
 
 
 @pytest.mark.parametrize(
@@ -982,7 +983,7 @@ def test_deflated_zeros_are_not_taken_for_a_bomb(tmp_path):
 def test_tiff_pages_are_summed_against_the_budget_before_any_is_decoded(tmp_path, monkeypatch):
     path = write_stack(tmp_path / "stack.tif", [np.zeros((64, 64), np.uint8)] * 10)  # 40 KB
     with monkeypatch.context() as patch:
-        patch.setattr(loading, "_frame_to_array", lambda *a: pytest.fail("a page was decoded"))
+        patch.setattr(images, "_frame_to_array", lambda *a: pytest.fail("a page was decoded"))
         [item] = load_source(Source(path, "stack.tif"), max_map_bytes=30_000)
     assert item.reason == budget_message("40.0 KB", "29.3 KB", "the pages would take")
     [ok] = load_source(Source(path, "stack.tif"), max_map_bytes=10 * 64 * 64)

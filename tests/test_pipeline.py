@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import heatdecode.batching as batching
 import heatdecode.pipeline as pipeline
 from heatdecode.loading import Source
 from heatdecode.pipeline import DecodeSettings, decode_sources
@@ -40,7 +41,7 @@ def test_results_do_not_depend_on_batch_size_or_workers(mixed_folder):
         done = decode_sources(
             mixed_folder, SETTINGS, batch_size=batch_size, workers=workers
         ).results
-        return [r.outputs[d].coords for r in done for d in ("argmax", "softargmax")]
+        return [r.columns[d].coords for r in done for d in ("argmax", "softargmax")]
 
     reference = coords(1, 1)
     for batch_size, workers in ((3, 2), (64, 4)):
@@ -92,7 +93,7 @@ def test_strict_stops_after_the_first_bad_file(tmp_path):
     decoding = decode_sources(sources, SETTINGS, strict=True, prefetch=1)
     done, failed, stopped = decoding.results, decoding.failures, decoding.stopped
     assert [r.name for r in done] == ["a.npy"]
-    assert [(source, f.name) for source, f in failed] == [("b.npy", "b.npy")]
+    assert [(source, f.name) for f in failed for source in [f.source]] == [("b.npy", "b.npy")]
     assert stopped == "strict"
 
 
@@ -103,8 +104,8 @@ def test_argmax_matches_numpy_for_every_map(mixed_folder):
         maps = array.reshape(-1, *array.shape[-2:])
         for m, heatmap in enumerate(maps):
             y, x = np.unravel_index(heatmap.argmax(), heatmap.shape)
-            assert result.outputs["argmax"].coords[m].tolist() == [x, y]
-            assert result.outputs["argmax"].score[m] == pytest.approx(heatmap.max())
+            assert result.columns["argmax"].coords[m].tolist() == [x, y]
+            assert result.columns["argmax"].score[m] == pytest.approx(heatmap.max())
 
 
 def test_batch_size_must_be_positive(mixed_folder):
@@ -117,9 +118,9 @@ def test_cuda_gives_the_cpu_answer(mixed_folder):
     cpu = decode_sources(mixed_folder, SETTINGS, device="cpu").results
     gpu = decode_sources(mixed_folder, SETTINGS, device="cuda").results
     for a, b in zip(cpu, gpu, strict=True):
-        np.testing.assert_array_equal(a.outputs["argmax"].coords, b.outputs["argmax"].coords)
+        np.testing.assert_array_equal(a.columns["argmax"].coords, b.columns["argmax"].coords)
         np.testing.assert_allclose(
-            a.outputs["softargmax"].coords, b.outputs["softargmax"].coords, atol=1e-4
+            a.columns["softargmax"].coords, b.columns["softargmax"].coords, atol=1e-4
         )
 
 
@@ -134,14 +135,14 @@ def test_batches_are_bounded_by_bytes_and_results_dont_change(tmp_path, monkeypa
         sources.append(Source(tmp_path / f"m{i}.npy", f"m{i}.npy"))
     settings = DecodeSettings(decoders=("argmax", "softargmax", "dark", "local-softargmax"))
     sizes: list[int] = []
-    original = pipeline._Batcher._compute
+    original = batching.Batcher._compute
 
     def recording(self, parts):
         sizes.append(sum(len(p) for p in parts))
         return original(self, parts)
 
     reference = decode_sources(sources, settings, workers=1)
-    monkeypatch.setattr(pipeline._Batcher, "_compute", recording)
+    monkeypatch.setattr(batching.Batcher, "_compute", recording)
     per_map = 12 * 10 * 4
     bounded = decode_sources(sources, settings, workers=1, batch_bytes=3 * per_map)
     assert max(sizes) == 3 and sum(sizes) == 5 + 1 + 7 + 2
@@ -150,10 +151,10 @@ def test_batches_are_bounded_by_bytes_and_results_dont_change(tmp_path, monkeypa
     assert set(sizes) == {1}
     for other in (bounded, alone):
         for a, b in zip(reference.results, other.results, strict=True):
-            for label, out in a.outputs.items():
-                assert np.array_equal(out.coords, b.outputs[label].coords)
-                assert np.array_equal(out.spread, b.outputs[label].spread, equal_nan=True)
-            assert np.array_equal(a.multimodal, b.multimodal)
+            for label, out in a.columns.items():
+                assert np.array_equal(out.coords, b.columns[label].coords)
+                assert np.array_equal(out.spread, b.columns[label].spread, equal_nan=True)
+            assert np.array_equal(a.per_map.multimodal, b.per_map.multimodal)
     with pytest.raises(ValueError, match="batch_bytes"):
         decode_sources(sources, settings, batch_bytes=0)
 
@@ -163,6 +164,7 @@ def test_a_row_whose_coordinates_are_not_finite_is_never_ok(tmp_path):
     CLI's checks, a library caller's frame), a row with NaN/Inf coordinates
     gets status nonfinite and empty numbers, and the JSON writer doesn't crash."""
     from heatdecode.frames import Frame
+    from heatdecode.results import iter_points
     from heatdecode.writers import iter_rows, json_rows, write_csv, write_json
 
     maps = np.zeros((2, 6, 6), np.float32)
@@ -170,7 +172,7 @@ def test_a_row_whose_coordinates_are_not_finite_is_never_ok(tmp_path):
     np.save(tmp_path / "a.npy", maps)
     done = decode_sources([Source(tmp_path / "a.npy", "a.npy")], DecodeSettings())
     result = done.results[0]
-    result.outputs["softargmax"].coords[1] = [np.inf, np.nan]
+    result.columns["softargmax"].coords[1] = [np.inf, np.nan]
     frame = Frame()
     object.__setattr__(frame, "stride", (1e308,))  # past Frame's own check
     rows = list(iter_rows(done.results, Frame()))
@@ -179,5 +181,6 @@ def test_a_row_whose_coordinates_are_not_finite_is_never_ok(tmp_path):
     assert all(r["status"] != "nonfinite" for r in rows if r is not bad[0])
     overflowing = list(iter_rows(done.results, frame))
     assert {r["status"] for r in overflowing} == {"nonfinite"}
-    write_csv(tmp_path / "c.csv", overflowing)
-    write_json(tmp_path / "c.json", {"rows": json_rows(overflowing)})
+    points = list(iter_points(done.results, frame))
+    write_csv(tmp_path / "c.csv", points)
+    write_json(tmp_path / "c.json", {"rows": json_rows(points)})

@@ -29,8 +29,9 @@ from heatdecode import (
     parabola_decode,
     quarter_decode,
 )
-from heatdecode.decoders import Decoded, argmax_decode, to_frame
-from heatdecode.refine import _estimate_sigma, _Peak
+from heatdecode.dark import _estimate_sigma
+from heatdecode.decoders import PointEstimates, argmax_decode, to_frame
+from heatdecode.peak import Peak
 
 REFINING = ("local-softargmax", "quarter", "parabola", "dark")
 FLOOR = 1e-12  # the documented log floor, relative to the peak
@@ -528,7 +529,7 @@ def test_dark_default_sigma_is_clamped_and_falls_back_to_2_map_by_map():
     want = np.array([s for _, s in cases])
     assert [ref_sigma(m) for m in maps] == pytest.approx(want, abs=1e-9)
 
-    estimated = _estimate_sigma(_Peak(t(maps), 2))
+    estimated = _estimate_sigma(Peak(t(maps), 2))
 
     np.testing.assert_allclose(estimated.numpy(), want, rtol=0, atol=1e-9)
     default = dark_decode(t(maps))
@@ -550,7 +551,7 @@ def test_dark_default_sigma_of_a_nearly_flat_top_is_clamped_to_10():
     steep = gaussian((9, 11), np.array([5.2, 4.1]), 1.0).astype(np.float32)
     batch = torch.from_numpy(np.stack([steep, maps]))
 
-    assert _estimate_sigma(_Peak(batch, 2))[1].item() == 10.0
+    assert _estimate_sigma(Peak(batch, 2))[1].item() == 10.0
     assert torch.equal(dark_decode(batch).coords[1], dark_decode(batch[1], sigma=10.0).coords)
 
 
@@ -725,7 +726,7 @@ def test_a_map_decodes_the_same_alone_and_in_a_batch_with_any_leading_dims(
 
     out = decode(t(maps), decoder, spatial_dims=sd)
 
-    assert isinstance(out, Decoded)
+    assert isinstance(out, PointEstimates)
     assert out.coords.shape == (*lead, sd)
     for field in (out.score, out.flat, out.finite, out.border, out.skipped):
         assert field.shape == lead
@@ -777,7 +778,7 @@ def test_dark_is_bit_identical_alone_and_in_batches_of_any_composition(rng, dtyp
     odd = odd_maps(spatial)
     everything = np.concatenate([maps, odd])
 
-    def run(batch: np.ndarray) -> Decoded:
+    def run(batch: np.ndarray) -> PointEstimates:
         return dark_decode(t(batch, dtype), spatial_dims=sd, sigma=sigma)
 
     def bits(x: torch.Tensor) -> torch.Tensor:  # NaN == NaN and -0 != +0, unlike ==
@@ -1017,3 +1018,45 @@ def test_dark_refuses_a_sigma_beyond_its_maximum():
             dark_decode(maps, sigma=sigma)
     assert DARK_SIGMA_MAX == 1e4
     assert torch.isfinite(dark_decode(maps, sigma=100.0).coords).all()
+
+
+# ---------------------------------------------------------------------------
+# 7. Old names: coords= for frame=, and where each decoder lives
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fn", [local_softargmax_decode, quarter_decode, parabola_decode, dark_decode]
+)
+@pytest.mark.parametrize("frame", ["pixel", "half-pixel", "normalized", "normalized-edges"])
+def test_coords_is_a_working_alias_of_frame_for_every_refining_decoder(rng, fn, frame):
+    maps = t(peaky_maps(rng, 4, (9, 11)))
+    new, old = fn(maps, frame=frame), fn(maps, coords=frame)
+    for a, b in zip(new, old, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+    with pytest.raises(TypeError, match="not both"):
+        fn(maps, frame=frame, coords=frame)
+
+
+def test_local_soft_argmax_and_its_module_take_frame_or_its_old_name(rng):
+    maps = t(rng.normal(size=(2, 5, 6)))
+    want = local_soft_argmax(maps, frame="normalized", radius=1)
+    assert torch.equal(local_soft_argmax(maps, coords="normalized", radius=1), want)
+    # the positional order is unchanged: frame sits where coords sat, before radius
+    assert torch.equal(local_soft_argmax(maps, 11.0, 2, "minmax", "normalized", 1), want)
+    layer = LocalSoftArgmax(coords="normalized", radius=1)
+    assert layer.frame == layer.coords == "normalized"
+    assert torch.equal(layer(maps), want)
+    assert torch.equal(LocalSoftArgmax(frame="normalized", radius=1)(maps), want)
+
+
+def test_the_refining_decoders_are_importable_from_refine_and_their_own_modules():
+    import heatdecode.dark
+    import heatdecode.local
+    import heatdecode.refine
+
+    for name in ("local_softargmax_decode", "local_soft_argmax", "LocalSoftArgmax"):
+        assert getattr(heatdecode.refine, name) is getattr(heatdecode.local, name)
+    for name in ("dark_decode", "DARK_SIGMA_MAX", "DARK_SIGMA_RANGE", "DARK_SIGMA_FALLBACK"):
+        assert getattr(heatdecode.refine, name) is getattr(heatdecode.dark, name)
+    assert heatdecode.refine.LOG_FLOOR == FLOOR

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import heatdecode.pipeline as pipeline
+import heatdecode.batching as batching
 import heatdecode.runner as runner
 from heatdecode.cli import main
 from heatdecode.resume import input_record, output_lock
@@ -394,7 +394,7 @@ def test_running_out_of_memory_saves_what_is_finished_for_resume(tmp_path, monke
     whole = tmp_path / "whole"
     assert main(["run", str(folder), "--out", str(whole), "-q", "--no-overlays"]) == 0
 
-    real, calls = pipeline.multimodal, []
+    real, calls = batching.multimodal, []
 
     def failing(maps):
         calls.append(1)
@@ -402,7 +402,7 @@ def test_running_out_of_memory_saves_what_is_finished_for_resume(tmp_path, monke
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to ...")
         return real(maps)
 
-    monkeypatch.setattr(pipeline, "multimodal", failing)
+    monkeypatch.setattr(batching, "multimodal", failing)
     out = tmp_path / "out"
     args = ["run", str(folder), "--out", str(out), "-q", "--no-overlays", "--batch-size", "1"]
     assert main(args) == 1
@@ -413,7 +413,7 @@ def test_running_out_of_memory_saves_what_is_finished_for_resume(tmp_path, monke
     assert partial["stopped"] == "out-of-memory" and partial["complete"] is False
     assert not (out / "coordinates.csv").exists()
 
-    monkeypatch.setattr(pipeline, "multimodal", real)
+    monkeypatch.setattr(batching, "multimodal", real)
     assert main([*args, "--resume"]) == 0
     assert (out / "coordinates.csv").read_bytes() == (whole / "coordinates.csv").read_bytes()
     assert not (out / "coordinates.partial.json").exists()

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from heatdecode.frames import Frame
-from heatdecode.pipeline import DecodedArray, DecoderOutput
+from heatdecode.results import (
+    ArrayResult,
+    DecoderColumns,
+    FileRecord,
+    MapColumns,
+    PointRecord,
+    iter_points,
+)
 from heatdecode.writers import (
     CSV_COLUMNS,
     display_name,
@@ -22,9 +29,9 @@ from heatdecode.writers import (
 
 def decoded(
     name: str, coords: np.ndarray, spatial: tuple[int, ...], channels: int = 1
-) -> DecodedArray:
+) -> ArrayResult:
     m = len(coords)
-    return DecodedArray(
+    record = FileRecord(
         name=name,
         source=name.partition(":")[0],
         layout="CHW",
@@ -32,21 +39,18 @@ def decoded(
         samples=m // channels,
         channels=channels,
         spatial_shape=spatial,
-        warnings=[],
-        outputs={
-            "argmax": output(np.round(coords), np.full(m, np.nan)),
-            "softargmax": output(coords, np.full(m, 0.5)),
-        },
-        flat=np.zeros(m, bool),
-        finite=np.ones(m, bool),
-        multimodal=np.zeros(m, bool),
     )
+    columns = {
+        "argmax": output(np.round(coords), np.full(m, np.nan)),
+        "softargmax": output(coords, np.full(m, 0.5)),
+    }
+    return ArrayResult(record, columns, MapColumns.empty(m))
 
 
-def output(coords: np.ndarray, spread: np.ndarray) -> DecoderOutput:
+def output(coords: np.ndarray, spread: np.ndarray) -> DecoderColumns:
     m = len(coords)
     none = np.zeros(m, bool)
-    return DecoderOutput(coords, np.ones(m), spread, none.copy(), none.copy(), none.copy())
+    return DecoderColumns(coords, np.ones(m), spread, none.copy(), none.copy(), none.copy())
 
 
 def test_rows_come_per_map_then_decoder_with_sample_and_channel():
@@ -75,22 +79,22 @@ def test_normalized_rows_use_the_map_shape():
 
 def test_status_takes_the_most_serious_flag():
     result = decoded("f.npy", np.zeros((4, 2)), (5, 5))
-    result.multimodal[:] = True
-    soft = result.outputs["softargmax"]
+    result.per_map.multimodal[:] = True
+    soft = result.columns["softargmax"]
     soft.low_contrast[1:] = True
     soft.skipped[2:] = True
     soft.border[3] = True
     statuses = [r["status"] for r in iter_rows([result]) if r["decoder"] == "softargmax"]
     assert statuses == ["multimodal", "low-contrast", "unrefined", "border"]
-    result.flat[0] = True
-    result.finite[1] = False
+    result.per_map.flat[0] = True
+    result.per_map.finite[1] = False
     statuses = [r["status"] for r in iter_rows([result]) if r["decoder"] == "argmax"]
     assert statuses == ["flat", "nonfinite", "multimodal", "multimodal"]
 
 
 def test_nonfinite_maps_have_empty_numbers():
     result = decoded("f.npy", np.array([[1.0, 1.0], [2.0, 2.0]]), (4, 4))
-    result.finite[1] = False
+    result.per_map.finite[1] = False
     rows = list(iter_rows([result]))
     assert rows[2]["status"] == "nonfinite" and rows[2]["x"] is None and rows[2]["score"] is None
     assert rows[0]["status"] == "ok"
@@ -112,19 +116,21 @@ def test_nonfinite_maps_have_empty_numbers():
 )
 def test_csv_and_json_round_trip_awkward_file_names(tmp_path, name):
     result = decoded(name, np.array([[1.5, 2.25]]), (4, 4))
-    write_csv(tmp_path / "c.csv", iter_rows([result]))
+    write_csv(tmp_path / "c.csv", iter_points([result]))
     with open(tmp_path / "c.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == CSV_COLUMNS
     assert [r["file"] for r in rows] == [name, name]
     assert (rows[1]["x"], rows[1]["y"], rows[1]["spread"]) == ("1.500000", "2.250000", "0.500000")
-    write_json(tmp_path / "c.json", {"rows": json_rows(iter_rows([result]))})
+    write_json(tmp_path / "c.json", {"rows": json_rows(iter_points([result]))})
     assert json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))["rows"][0]["file"] == name
 
 
 def test_json_turns_nan_into_null(tmp_path):
-    write_json(tmp_path / "x.json", {"rows": json_rows([{"x": float("nan"), "y": 1.0}])})
-    assert json.loads((tmp_path / "x.json").read_text()) == {"rows": [{"x": None, "y": 1.0}]}
+    point = PointRecord("a.npy", 0, 0, "d", 0, (float("nan"), 1.0), float("inf"), None, "ok")
+    write_json(tmp_path / "x.json", {"rows": json_rows([point])})
+    [row] = json.loads((tmp_path / "x.json").read_text())["rows"]
+    assert (row["x"], row["y"], row["score"]) == (None, 1.0, None)
 
 
 @pytest.mark.parametrize(

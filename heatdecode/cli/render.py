@@ -1,0 +1,240 @@
+"""What the commands print: consoles, one-line messages, the progress bar, tables.
+
+rich is imported inside the functions that draw, so the error path of a usage
+mistake and ``--version`` don't pay for it until they print.
+
+Markup and emoji codes are off: a file named ``[bold]x.npy`` or
+``a:warning:.npy`` is shown as it is, and every name also passes through
+:func:`display_name`, so no control or bidi character reaches the terminal raw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from heatdecode.display import display_name
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from heatdecode.evaluate import Evaluation
+    from heatdecode.runner import RunReport
+
+_PLAIN = {"highlight": False, "markup": False, "emoji": False}
+
+
+def ignore_pillow_warnings() -> None:
+    """Pillow's decompression-bomb warning off, for a command about to read images.
+
+    Large images are refused by the loader with a one-line reason; Pillow's own
+    warning on the way would only add a second, noisier line. Called inside
+    :func:`heatdecode.cli.main`'s ``warnings.catch_warnings()``, which restores
+    the filters on the way out (and already ignores warnings from ``PIL.``
+    modules: this names the category too, Pillow being imported by now).
+    """
+    import warnings
+
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def out_console() -> Console:
+    """Standard output; when it is a file or a pipe, wide enough for the metrics table."""
+    from rich.console import Console
+
+    console = Console(**_PLAIN)
+    return console if console.is_terminal else Console(**_PLAIN, width=160)
+
+
+def err_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True, **_PLAIN)
+
+
+def say(console: Console, text: str) -> None:
+    """Print one line with every character that could act on the terminal escaped."""
+    console.print(display_name(text))
+
+
+@contextmanager
+def progress_bar(err: Console, quiet: bool) -> Iterator[tuple[Callable, Callable]]:
+    """A progress bar over files (only on a terminal) and the per-file messages:
+    yields the ``on_start`` and ``on_loaded`` callbacks of a run."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from heatdecode.loading import LoadFailure
+
+    progress = Progress(
+        TextColumn("decoding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+    task = progress.add_task("decoding", total=None)
+
+    def started(total: int) -> None:
+        progress.update(task, total=total)
+        progress.start()
+
+    def loaded(source: Any, items: list[Any]) -> None:
+        for item in items:
+            if isinstance(item, LoadFailure):
+                say(progress.console, f"error: {item.name}: {item.reason}")
+            else:
+                for note in item.warnings:
+                    say(progress.console, f"warning: {item.name}: {note}")
+        progress.advance(task)
+
+    try:
+        yield started, loaded
+    finally:
+        progress.stop()
+
+
+def run_summary(report: RunReport, numbers: dict[str, Any]) -> Table:
+    """``heatdecode run``'s summary: ``numbers`` is :func:`heatdecode.runner.summary`'s."""
+    from rich.table import Table
+
+    table = Table(title="heatdecode run", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("files", str(numbers["files"]))
+    table.add_row("arrays decoded", str(numbers["arrays"]))
+    table.add_row("maps", str(numbers["maps"]))
+    table.add_row("failed files", str(numbers["failed_files"]))
+    table.add_row("maps with NaN/Inf", str(numbers["nonfinite_maps"]))
+    table.add_row("flat (constant) maps", str(numbers["flat_maps"]))
+    for label, dist in numbers["distance_to_argmax_px"].items():
+        table.add_row(f"argmax ↔ {label}", f"mean {dist['mean']:.3f} px, max {dist['max']:.3f} px")
+    table.add_row("device", report.device)
+    table.add_row("time", f"{report.elapsed:.2f} s")
+    if numbers["maps_per_second"] is not None:
+        table.add_row("maps/s", f"{numbers['maps_per_second']:,.0f}")
+    return table
+
+
+def layouts_table(report: RunReport) -> Table:
+    """Which layouts and map shapes the run read, with an example array of each."""
+    from rich.table import Table
+
+    layouts: dict[tuple[str, tuple[int, ...]], list[str]] = {}
+    for r in report.results:
+        layouts.setdefault((r.layout, r.spatial_shape), []).append(r.name)
+    shapes = Table(title="layouts used", title_justify="left")
+    for column in ("layout", "map shape", "arrays", "example"):
+        shapes.add_column(column)
+    for (lay, spatial), names in layouts.items():
+        shapes.add_row(lay, "×".join(map(str, spatial)), str(len(names)), display_name(names[0]))
+    return shapes
+
+
+def print_run_summary(report: RunReport, numbers: dict[str, Any], out: Path) -> None:
+    console = out_console()
+    console.print(run_summary(report, numbers))
+    console.print(layouts_table(report))
+    if report.evaluation is not None:
+        console.print(metrics_table(report.evaluation))
+    for path in report.outputs:
+        say(console, f"wrote {path}")
+    if report.results and (out / "overlays").is_dir():
+        say(console, f"wrote overlays under {out / 'overlays'}")
+
+
+def sweep_table(winners: dict[tuple[str, str], Any]) -> Table:
+    """The best β of each (decoder, normalisation): ``winners`` is ``sweep.best``'s."""
+    from rich.table import Table
+
+    table = Table(title="best β per decoder and normalisation", title_justify="left")
+    for column in ("decoder", "normalize", "best β", "mean error", "median", "PCK@1"):
+        table.add_column(column)
+    for (name, norm), point in winners.items():
+        m = point.metrics
+        pck = m.pck.get(1.0)
+        table.add_row(
+            name,
+            norm,
+            f"{point.beta:g}",
+            f"{m.mean:.4f} px",
+            f"{m.median:.4f} px",
+            "" if pck is None else f"{pck:.1%}",
+        )
+    return table
+
+
+def bench_table(title: str, rows: list[Any]) -> Table:
+    """``heatdecode bench``'s timings: one row per decoder."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("decoder", "median ms", "maps/s"):
+        table.add_column(column, justify="left" if column == "decoder" else "right")
+    for row in rows:
+        table.add_row(row.decoder, f"{row.median_ms:.3f}", f"{row.maps_per_s:,.0f}")
+    return table
+
+
+def metrics_table(evaluation: Evaluation) -> Table:
+    """The evaluation as a rich table: one row per decoder, missing keys in the caption.
+
+    The evaluation as the CLI draws it (rich lives only in the CLI), so the
+    library's evaluation needs no rich.
+
+    Example:
+        >>> from types import SimpleNamespace as Fake  # stands for DecoderMetrics, Evaluation
+        >>> m = Fake(decoder="argmax", count=1, undecoded=0, mean=0.5, median=0.5, p95=0.5,
+        ...          max=0.5, bias_x=0.0, bias_y=0.5, bias_z=None, pck={0.5: 1.0})
+        >>> evaluation = Fake(decoders={"argmax": m}, thresholds=(0.5,), missing_truth=[],
+        ...                   missing_maps=[])
+        >>> table = metrics_table(evaluation)
+        >>> [c.header for c in table.columns][3:8]
+        ['mean', 'median', 'p95', 'max', 'bias x']
+        >>> list(table.columns[3].cells), list(table.columns[-1].cells)
+        (['0.500'], ['100.0%'])
+    """
+    from rich.table import Table
+
+    has_z = any(m.bias_z is not None for m in evaluation.decoders.values())
+    table = Table(title="Error against truth")
+    for name in ("decoder", "maps", "undecoded", "mean", "median", "p95", "max"):
+        table.add_column(name, justify="left" if name == "decoder" else "right")
+    for axis in ("x", "y", "z") if has_z else ("x", "y"):
+        table.add_column(f"bias {axis}", justify="right")
+    for t in evaluation.thresholds:
+        table.add_column(f"PCK@{t:g}", justify="right")
+    for m in evaluation.decoders.values():
+        cells = [m.decoder, str(m.count), str(m.undecoded)]
+        cells += [_show(v) for v in (m.mean, m.median, m.p95, m.max)]
+        cells += [
+            _show(v, signed=True) for v in (m.bias_x, m.bias_y, m.bias_z)[: 3 if has_z else 2]
+        ]
+        cells += ["–" if v is None else f"{100 * v:.1f}%" for v in m.pck.values()]
+        table.add_row(*cells)
+    notes = ["errors in the coordinates' units; undecoded maps count as misses in PCK"]
+    if evaluation.missing_truth:
+        notes.append(f"{len(evaluation.missing_truth)} decoded map(s) without a truth row")
+    if evaluation.missing_maps:
+        notes.append(f"{len(evaluation.missing_maps)} truth row(s) without a decoded map")
+    table.caption = "\n".join(notes)
+    return table
+
+
+def _show(value: float | None, digits: int = 3, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"

@@ -1,0 +1,209 @@
+"""``heatdecode run``: decode heatmaps, write coordinates (and overlays, metrics).
+
+Every option is checked as it is parsed (see :mod:`heatdecode.cli.params`),
+then the frame, the output folder and the inputs' existence, all without torch;
+only then is :mod:`heatdecode.runner` imported and the run started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from heatdecode.cli import render
+from heatdecode.cli.params import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODERS,
+    DEFAULT_DEVICE,
+    DEFAULT_WORKERS,
+    BatchBytesOpt,
+    BatchOpt,
+    BetaOpt,
+    Coords,
+    CoordsOpt,
+    Decoder,
+    DeviceOpt,
+    Format,
+    LayoutOpt,
+    MaxMapBytesOpt,
+    NormalizeOpt,
+    OutOpt,
+    OverwriteOpt,
+    PathsArg,
+    QuietOpt,
+    RadiusOpt,
+    SigmaOpt,
+    SpacingOpt,
+    StrideOffset,
+    StrideOffsetOpt,
+    StrideOpt,
+    WorkersOpt,
+    value,
+)
+from heatdecode.frames import Frame, parse_per_axis
+from heatdecode.preflight import UsageError, check_out_dir, check_some_input_exists, parse_size
+
+if TYPE_CHECKING:
+    from heatdecode.runner import RunConfig, RunReport
+
+DecoderOpt = Annotated[
+    list[Decoder] | None,
+    typer.Option(
+        "--decoder",
+        "-d",
+        help="Decoder to run; repeat for several.",
+        show_default=", ".join(DEFAULT_DECODERS),
+    ),
+]
+TruthOpt = Annotated[
+    Path | None,
+    typer.Option(help="Ground-truth CSV (file,sample,channel,x,y[,z]): writes metrics too."),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Which coordinate files to write.")]
+OverlaysOpt = Annotated[bool, typer.Option("--overlays/--no-overlays", help="Write overlay PNGs.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Stop at the first file that can't be decoded.")
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume", help="Finish an interrupted run in --out, skipping the files it decoded."
+    ),
+]
+
+
+def run_command(
+    paths: PathsArg,
+    out: OutOpt,
+    decoder: DecoderOpt = None,
+    beta: BetaOpt = None,
+    normalize: NormalizeOpt = None,
+    radius: RadiusOpt = None,
+    sigma: SigmaOpt = None,
+    coords: CoordsOpt = Coords.pixel,
+    stride: StrideOpt = None,
+    stride_offset: StrideOffsetOpt = StrideOffset.centre,
+    spacing: SpacingOpt = None,
+    truth: TruthOpt = None,
+    layout: LayoutOpt = "auto",
+    device: DeviceOpt = DEFAULT_DEVICE,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    workers: WorkersOpt = DEFAULT_WORKERS,
+    fmt: FormatOpt = Format.both,
+    overlays: OverlaysOpt = True,
+    overwrite: OverwriteOpt = False,
+    strict: StrictOpt = False,
+    resume: ResumeOpt = False,
+    max_map_bytes: MaxMapBytesOpt = "2G",
+    batch_bytes: BatchBytesOpt = "256M",
+    quiet: QuietOpt = False,
+) -> None:
+    """Decode heatmaps and write coordinates.csv, coordinates.json and overlays/ into --out."""
+    frame = _frame(value(coords), stride, value(stride_offset), spacing)
+    formats = ("csv", "json") if fmt == Format.both else (fmt.value,)
+    check_out_dir(out, formats, overwrite or resume, metrics=truth is not None)
+    check_some_input_exists(paths)
+
+    from heatdecode.runner import RunConfig  # torch: only once the command line is known good
+
+    render.ignore_pillow_warnings()
+    defaults = RunConfig()
+    settings = replace(
+        defaults.settings,
+        decoders=tuple(dict.fromkeys(d.value for d in decoder))
+        if decoder
+        else defaults.settings.decoders,
+        beta=beta,
+        normalize=None if normalize is None else value(normalize),
+        radius=radius,
+        sigma=sigma,
+    )
+    config = RunConfig(
+        settings=settings,
+        frame=frame,
+        layout=layout,
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        formats=formats,
+        overlays=overlays,
+        overwrite=overwrite,
+        strict=strict,
+        truth=truth,
+        resume=resume,
+        max_map_bytes=parse_size(max_map_bytes),
+        batch_bytes=parse_size(batch_bytes),
+    )
+    report = _execute(paths, out, config, quiet)
+    _report(report, out, quiet)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _frame(coords: str, stride: str | None, offset: str, spacing: str | None) -> Frame:
+    """The frame the options ask for; options that can't go together are a usage error."""
+    try:
+        return Frame(
+            coords=coords,
+            stride=parse_per_axis(stride, "--stride") if stride else None,
+            stride_offset=offset,
+            spacing=parse_per_axis(spacing, "--spacing") if spacing else None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _execute(paths: list[Path], out: Path, config: RunConfig, quiet: bool) -> RunReport:
+    """The run, under the progress bar; an interruption says what was saved."""
+    from heatdecode.resume import PARTIAL_NAMES
+    from heatdecode.runner import Interrupted, run
+
+    err = render.err_console()
+    with render.progress_bar(err, quiet) as (started, loaded):
+        try:
+            return run(paths, out, config, on_loaded=loaded, on_start=started)
+        except Interrupted as stop:
+            done = stop.report
+            why = "interrupted" if done.error is None else f"error: {done.error}"
+            render.say(
+                err,
+                f"heatdecode: {why}; the {done.saved_sources} files finished are in "
+                f"{out / PARTIAL_NAMES['csv']}; rerun with --resume to finish",
+            )
+            raise typer.Exit(130 if done.error is None else 1) from None
+        except KeyboardInterrupt as stop:  # typer would exit 130 without a word
+            # the final write says whether the outputs were all replaced or none was
+            message = f"heatdecode: interrupted {stop}" if str(stop) else "heatdecode: interrupted"
+            render.say(err, message)
+            raise typer.Exit(130) from None
+
+
+def _report(report: RunReport, out: Path, quiet: bool) -> None:
+    """What went wrong, one line each on stderr, then (unless quiet) the summary."""
+    from heatdecode.loading import SCAN_KINDS
+    from heatdecode.runner import summary
+
+    err = render.err_console()
+    if report.resumed_sources and not quiet:
+        err.print(f"resumed: {report.resumed_sources} files taken from the interrupted run")
+    for note in report.notes:
+        render.say(err, f"note: {note}")
+    for failure in report.failures:
+        if failure.kind in SCAN_KINDS:  # the others were printed as their files were read
+            render.say(err, f"error: {failure.name}: {failure.reason}")
+    for name, sample, channel in report.nonfinite():
+        render.say(
+            err,
+            f"error: {name}: sample {sample} channel {channel}: "
+            "map contains NaN or Inf, not decoded",
+        )
+    for failure in report.overlay_errors:
+        render.say(err, f"error: {failure.name}: {failure.reason}")
+    if report.stopped:
+        err.print(
+            "stopped at the first bad file (--strict); outputs hold the files decoded before it"
+        )
+    if not quiet:
+        render.print_run_summary(report, summary(report), out)

@@ -1,0 +1,132 @@
+"""Overlays drawn in background threads while the run goes on decoding.
+
+:class:`OverlayWriter` owns its thread pool, the bound on how many arrays its
+pending jobs hold, the unique path of each overlay, and what each job gave (a
+path, or a :class:`~heatdecode.results.Failure` of kind ``"overlay"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from threading import BoundedSemaphore
+from typing import Any
+
+import numpy as np
+
+from heatdecode.atomic import atomic_write
+from heatdecode.overlays import overlay_path, render_overlay
+from heatdecode.results import OVERLAY_FAILED, ArrayResult, Failure
+
+
+class OverlayWriter:
+    """Draws one overlay PNG per array into ``out_dir/overlays``.
+
+    :meth:`submit` queues an array (it blocks while ``2 × workers`` jobs are
+    pending, so finished arrays don't pile up in memory); :meth:`close` waits
+    for every job; then :meth:`paths` and :meth:`failures` say what each gave.
+    ``taken`` are overlay paths (relative to ``out_dir``) already used by the
+    resumed part of the run.
+    """
+
+    def __init__(
+        self, out_dir: Path, runs: Sequence[Any], workers: int, taken: Iterable[str] = ()
+    ) -> None:
+        self.out_dir = out_dir
+        self.legend = {run.label: legend(run) for run in runs}
+        self.places = _OverlayPlaces(out_dir, taken)
+        self.slots = BoundedSemaphore(2 * max(1, workers))
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="heatdecode-draw")
+        self.jobs: list[tuple[ArrayResult, Future]] = []
+
+    def submit(self, result: ArrayResult, maps: np.ndarray) -> None:
+        path = self.places.claim(result.name)
+        self.slots.acquire()  # bounds the arrays held by pending jobs
+        future = self.pool.submit(_draw, self.out_dir, result, maps, self.legend, path)
+        future.add_done_callback(lambda _: self.slots.release())
+        self.jobs.append((result, future))
+
+    def close(self) -> None:
+        """Wait until every overlay submitted is written or failed."""
+        self.pool.shutdown(wait=True)
+
+    def queued(self) -> set[str]:
+        """Names of the arrays submitted."""
+        return {result.name for result, _ in self.jobs}
+
+    def paths(self) -> dict[str, str]:
+        """Each written overlay's path relative to ``out_dir`` (posix), by array name."""
+        written = {}
+        for result, future in self.jobs:
+            if future.exception() is None:
+                written[result.name] = future.result().relative_to(self.out_dir).as_posix()
+        return written
+
+    def failures(self) -> list[Failure]:
+        """An ``"overlay"`` failure for each overlay not written (a full disk, say):
+        the coordinates are kept."""
+        failed = []
+        for result, future in self.jobs:
+            exc = future.exception()
+            if exc is not None:
+                reason = f"{OVERLAY_FAILED} ({exc})"
+                failed.append(Failure(result.name, reason, "overlay", result.source))
+        return failed
+
+
+def legend(run: Any) -> str:
+    """A decoder's legend entry: its label and the options it ran with."""
+    options = run.options()
+    parts = []
+    if "beta" in options:
+        parts += [f"beta={options['beta']:g}", options["normalize"]]
+    if "radius" in options:
+        parts.append(f"r={options['radius']}")
+    if "sigma" in options:
+        sigma = options["sigma"]
+        parts.append("sigma=auto" if sigma is None else f"sigma={sigma:g}")
+    return f"{run.label} ({', '.join(parts)})" if parts else run.label
+
+
+def _draw(
+    out_dir: Path, result: ArrayResult, maps: np.ndarray, legend: dict[str, str], path: Path
+) -> Path:
+    flat_maps = maps.reshape(result.maps, *result.spatial_shape)
+    points = {}
+    for name, out in result.columns.items():
+        coords = out.coords.copy()
+        coords[~result.finite] = np.nan  # no marker where the map couldn't be decoded
+        points[name] = coords
+    if result.samples == 1:
+        labels = [f"c{c}" for c in range(result.channels)]
+    else:
+        labels = [f"n{n} c{c}" for n in range(result.samples) for c in range(result.channels)]
+    image = render_overlay(flat_maps, points, f"{result.name}  [{result.layout}]", labels, legend)
+    # root: every folder under out_dir is opened without following symlinks
+    save = lambda fh: image.save(fh, format="PNG", compress_level=1)  # noqa: E731
+    atomic_write(path, save, binary=True, root=out_dir)
+    return path
+
+
+class _OverlayPlaces:
+    """One overlay path per array name, unique within the run: names that map
+    to the same file (``x.npy`` and ``../x.npy``, ``a:b`` and ``a__b``) get a
+    hash of the name added. Paths the resumed part recorded are taken first."""
+
+    def __init__(self, out_dir: Path, taken: Iterable[str]) -> None:
+        self.out_dir = out_dir
+        self.taken = set(taken)
+
+    def claim(self, name: str) -> Path:
+        path = overlay_path(self.out_dir, name)
+        if self._key(path) in self.taken:
+            digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+            path = overlay_path(self.out_dir, f"{name}-{digest}")
+        self.taken.add(self._key(path))
+        return path
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.out_dir).as_posix()

@@ -1,0 +1,215 @@
+"""What a run reports: :class:`RunReport`, the summary numbers and the
+``coordinates.json`` document, all counted from the typed records of
+:mod:`heatdecode.results` (old, resumed rows and new ones alike).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heatdecode import __version__
+from heatdecode.evaluate import Evaluation
+from heatdecode.frames import Frame, apply_frame
+from heatdecode.results import ArrayResult, Failure, SourceRecord, nonfinite_maps
+from heatdecode.writers import JSON_SCHEMA
+
+
+@dataclass
+class RunReport:
+    """What a run did: every source's record in order, and where outputs went.
+
+    ``results``, ``failures`` and ``overlay_errors`` are this run's own (not the
+    resumed part's); ``records`` holds both parts, as the outputs do.
+    """
+
+    results: list[ArrayResult]
+    failures: list[Failure]
+    sources: int
+    device: str
+    stopped: str | None  # None, "strict", "interrupted" or "out-of-memory"
+    elapsed: float
+    labels: tuple[str, ...] = ()  # the decoders' row labels, in run order
+    records: list[SourceRecord] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    overlay_errors: list[Failure] = field(default_factory=list)
+    evaluation: Evaluation | None = None
+    saved_sources: int = 0  # after an interruption: files whose results were saved
+    error: str | None = None  # why the run stopped early, when not interrupted by a user
+    notes: list[str] = field(default_factory=list)  # e.g. folders skipped as old outputs
+    frame: Frame = Frame()
+
+    @property
+    def resumed_sources(self) -> int:
+        """Sources taken from an interrupted run's partial outputs."""
+        return sum(r.resumed for r in self.records)
+
+    @property
+    def resumed_maps(self) -> int:
+        return sum(f.maps for r in self.records if r.resumed for f in r.files)
+
+    @property
+    def resumed_failures(self) -> int:
+        """Problems inside the resumed part: they count for the exit code and summary."""
+        return sum(len(r.failures) for r in self.records if r.resumed)
+
+    @property
+    def maps(self) -> int:
+        return self.resumed_maps + sum(r.maps for r in self.results)
+
+    @property
+    def points(self) -> list:
+        return [p for r in self.records for p in r.points]
+
+    @property
+    def nonfinite_rows(self) -> int:
+        """Points written as ``nonfinite``, old and new: never an ok run."""
+        return sum(p.status == "nonfinite" for p in self.points)
+
+    def nonfinite(self) -> list[tuple[str, int, int]]:
+        """(file, sample, channel) of every map of this run holding NaN or Inf."""
+        new = [p for r in self.records if not r.resumed for p in r.points]
+        return nonfinite_maps(new, self.labels[0]) if self.labels else []
+
+    def distances(self) -> dict[str, np.ndarray]:
+        """Each decoder's distance to the argmax in heatmap pixels, for every
+        decoded map (old and new). Empty when argmax didn't run: it is the
+        reference the others refine."""
+        return distances(self.records, self.frame)
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        return totals(self)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.failures
+            or self.overlay_errors
+            or self.stopped
+            or self.resumed_failures
+            or self.nonfinite_rows  # old and new points: covers the resumed part's NaN maps
+        )
+
+
+def summary(report: RunReport) -> dict[str, Any]:
+    """The numbers of the terminal summary table (also stored in the JSON),
+    counted from the records written, so a resumed run's summary covers both
+    parts, as an uninterrupted run's would."""
+    numbers = totals(report)
+    return {
+        **numbers,
+        "seconds": round(report.elapsed, 4),
+        "maps_per_second": (
+            round(numbers["maps"] / report.elapsed, 1) if report.elapsed > 0 else None
+        ),
+    }
+
+
+def totals(report: RunReport) -> dict[str, Any]:
+    files = [f for r in report.records for f in r.files]
+    first = report.labels[0] if report.labels else None
+    statuses = [p.status for p in report.points if p.decoder == first]
+    return {
+        "files": report.sources,
+        "arrays": len(files),
+        "maps": sum(f.maps for f in files),
+        "failed_files": sum(f.counts_as_failed_file for r in report.records for f in r.failures),
+        "nonfinite_maps": statuses.count("nonfinite"),
+        "flat_maps": statuses.count("flat"),
+        "distance_to_argmax_px": {
+            label: {"mean": float(d.mean()), "max": float(d.max())}
+            for label, d in report.distances().items()
+            if len(d)
+        },
+    }
+
+
+def distances(records: Sequence[SourceRecord], frame: Frame) -> dict[str, np.ndarray]:
+    """Each decoder's distance to argmax in heatmap pixels, from the points: the
+    frame's per-axis scale is undone, so old (resumed) and new points count alike."""
+    parts: dict[str, list[float]] = {}
+    for record in records:
+        scale = {f.name: _pixel_scale(f.spatial_shape, frame) for f in record.files}
+        maps: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
+        for p in record.points:
+            if p.coords is None or p.file not in scale:
+                continue
+            maps.setdefault(p.key, {})[p.decoder] = np.asarray(p.coords, dtype=np.float64)
+        for (file, _, _), by_label in maps.items():
+            reference = by_label.get("argmax")
+            if reference is None:
+                continue
+            for label, xyz in by_label.items():
+                if label != "argmax":
+                    d = np.linalg.norm((xyz - reference) * scale[file][: len(xyz)])
+                    parts.setdefault(label, []).append(float(d))
+    return {label: np.asarray(d) for label, d in parts.items()}
+
+
+def _pixel_scale(spatial_shape: Sequence[int], frame: Frame) -> np.ndarray:
+    """Heatmap pixels per output unit on each axis (x, y[, z]); 0 where the axis
+    has no extent in the frame (a 1-pixel axis in normalized coordinates)."""
+    d = len(spatial_shape)
+    ends = apply_frame(np.vstack([np.zeros(d), np.eye(d)]), tuple(spatial_shape), frame)
+    step = np.abs(np.diag(ends[1:] - ends[0]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.where((step > 0) & np.isfinite(step), 1.0 / step, 0.0)
+    return inverse
+
+
+def run_settings(
+    config: Any, paths: Sequence[str | os.PathLike[str]], device: str, runs: Sequence[Any]
+) -> dict[str, Any]:
+    """The ``settings`` of ``coordinates.json`` (also what ``--resume`` compares)."""
+    soft = next((r.options() for r in runs if r.decoder == "softargmax"), {})
+    return {
+        "inputs": [os.fspath(p) for p in paths],
+        "decoders": [r.label for r in runs],
+        # soft-argmax's β and normalisation, the numbers most readers look for
+        "beta": soft.get("beta"),
+        "normalize": soft.get("normalize"),
+        "runs": [{"label": r.label, "decoder": r.decoder, **r.options()} for r in runs],
+        **config.frame.describe(),
+        "layout": config.layout,
+        "device": device,
+        "batch_size": config.batch_size,
+    }
+
+
+def document(
+    report: RunReport,
+    settings: dict[str, Any],
+    columns: Sequence[str],
+    rows: list[dict[str, Any]],
+    torch_version: str,
+) -> dict[str, Any]:
+    """``coordinates.json`` (or its partial twin, after an interruption)."""
+    records = report.records
+    out: dict[str, Any] = {
+        "schema": JSON_SCHEMA,
+        "complete": not report.stopped,
+        "heatdecode_version": __version__,
+        "torch_version": torch_version,
+        "settings": settings,
+        "columns": list(columns),
+        "files": [f.entry() for r in records for f in r.files],
+        "failures": [f.entry() for r in records for f in r.failures],
+        "nonfinite_maps": [
+            {"file": f, "sample": s, "channel": c}
+            for f, s, c in nonfinite_maps(report.points, report.labels[0])
+        ],
+        "summary": summary(report),
+        "rows": rows,
+    }
+    if report.stopped in ("interrupted", "out-of-memory"):
+        out["stopped"] = report.stopped
+        out["complete_sources"] = sorted(
+            {x.source or x.name for r in records for x in [*r.files, *r.failures]}
+        )
+    return out

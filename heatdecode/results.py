@@ -1,0 +1,336 @@
+"""What a run produces, as typed records flowing one way: pipeline → writers,
+resume and evaluation.
+
+- :class:`ArrayResult` is one decoded array (a file, or one ``.npz`` member):
+  its :class:`FileRecord` and, per decoder, :class:`DecoderColumns` of numpy
+  columns in the pixel frame (columnar, because it is the hot path).
+- :func:`iter_points` turns it into :class:`PointRecord` s, one per point, in
+  the output frame: what ``coordinates.csv``/``.json`` rows serialise and
+  ``--resume`` reads back.
+- :class:`Failure` is every kind of failure (unreadable, missing, skipped,
+  overlay), with a machine-readable ``kind``.
+- :class:`SourceRecord` is one source's share of the outputs, old (resumed)
+  or new alike.
+
+A map yields ``point`` 0 for every decoder today; the index is in the model so
+that a decoder may yield 0…K points per map without another reshaping (it is
+not written to today's CSV/JSON, which stay as they were).
+
+Pure: numpy and the core modules only; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from heatdecode.failures import (  # noqa: F401  (re-exported)
+    FAILURE_KINDS,
+    OVERLAY_FAILED,
+    Failure,
+)
+from heatdecode.frames import Frame, apply_frame
+from heatdecode.status import row_status
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One decoded array: where it came from and how it was read."""
+
+    name: str
+    source: str  # the file it came from (differs from name for .npz members)
+    layout: str
+    shape: tuple[int, ...]
+    samples: int
+    channels: int
+    spatial_shape: tuple[int, ...]
+    warnings: tuple[str, ...] = ()
+    overlay: str | None = None  # relative to --out, posix
+
+    @property
+    def maps(self) -> int:
+        return self.samples * self.channels
+
+    def entry(self) -> dict[str, Any]:
+        """The array's ``coordinates.json`` ``files`` entry."""
+        return {
+            "file": self.name,
+            "source": self.source,
+            "layout": self.layout,
+            "shape": list(self.shape),
+            "samples": self.samples,
+            "channels": self.channels,
+            "spatial_shape": list(self.spatial_shape),
+            "warnings": list(self.warnings),
+            "overlay": self.overlay,
+        }
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> FileRecord:
+        return cls(
+            name=entry["file"],
+            source=entry["source"],
+            layout=entry.get("layout", ""),
+            shape=tuple(entry.get("shape", ())),
+            samples=entry["samples"],
+            channels=entry["channels"],
+            spatial_shape=tuple(entry.get("spatial_shape", ())),
+            warnings=tuple(entry.get("warnings", ())),
+            overlay=entry.get("overlay"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PointRecord:
+    """One point a decoder found in one map, in the output frame.
+
+    ``coords`` is ``(x, y)`` or ``(x, y, z)``, or ``None`` when the map could
+    not be decoded (status ``nonfinite``: score and spread are ``None`` too).
+    ``extras`` holds per-point numbers beyond the fixed columns (an
+    uncertainty, say); none are written yet.
+    """
+
+    file: str
+    sample: int
+    channel: int
+    decoder: str
+    point: int
+    coords: tuple[float, ...] | None
+    score: float | None
+    spread: float | None
+    status: str
+    extras: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """(file, sample, channel): the map the point is in."""
+        return (self.file, self.sample, self.channel)
+
+    def row(self) -> dict[str, Any]:
+        """The ``coordinates.csv``/``.json`` row: column name -> value (None: empty)."""
+        xyz = self.coords or (None, None)
+        return {
+            "file": self.file,
+            "sample": self.sample,
+            "channel": self.channel,
+            "decoder": self.decoder,
+            "x": xyz[0],
+            "y": xyz[1],
+            "z": xyz[2] if len(xyz) == 3 else None,
+            "score": self.score,
+            "spread": self.spread,
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> PointRecord:
+        """A point read back from a ``coordinates.json`` row."""
+        x, y, z = row["x"], row["y"], row.get("z")
+        coords = None if x is None or y is None else tuple(v for v in (x, y, z) if v is not None)
+        return cls(
+            file=row["file"],
+            sample=row["sample"],
+            channel=row["channel"],
+            decoder=row["decoder"],
+            point=row.get("point", 0),
+            coords=coords,
+            score=row.get("score"),
+            spread=row.get("spread"),
+            status=row["status"],
+        )
+
+
+@dataclass
+class DecoderColumns:
+    """One decoder's results for every map of an array, pixel frame.
+
+    ``coords`` is ``(M, d)`` ordered (x, y[, z]); the rest are ``(M,)``: the
+    score, the spread (NaN where the decoder has none), and the flags behind
+    the row's status (see :mod:`heatdecode.status`). M = N·C maps in
+    (sample, channel) row-major order.
+    """
+
+    coords: np.ndarray
+    score: np.ndarray
+    spread: np.ndarray
+    border: np.ndarray
+    skipped: np.ndarray
+    low_contrast: np.ndarray
+
+    @classmethod
+    def empty(cls, maps: int, spatial_dims: int) -> DecoderColumns:
+        """Columns for ``maps`` maps, to be filled batch by batch; a flag or
+        spread a decoder doesn't give stays False/NaN."""
+        return cls(
+            coords=np.zeros((maps, spatial_dims)),
+            score=np.zeros(maps),
+            spread=np.full(maps, np.nan),
+            border=np.zeros(maps, dtype=bool),
+            skipped=np.zeros(maps, dtype=bool),
+            low_contrast=np.zeros(maps, dtype=bool),
+        )
+
+
+@dataclass
+class MapColumns:
+    """What holds for a map whichever decoder reads it: ``(M,)`` flags."""
+
+    flat: np.ndarray
+    finite: np.ndarray
+    multimodal: np.ndarray
+
+    @classmethod
+    def empty(cls, maps: int) -> MapColumns:
+        return cls(
+            flat=np.zeros(maps, dtype=bool),
+            finite=np.ones(maps, dtype=bool),
+            multimodal=np.zeros(maps, dtype=bool),
+        )
+
+
+@dataclass
+class ArrayResult:
+    """Everything known about one decoded array: its record and its columns."""
+
+    record: FileRecord
+    columns: dict[str, DecoderColumns]  # by decoder label, in run order
+    per_map: MapColumns
+
+    # the record's fields, read often
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def source(self) -> str:
+        return self.record.source
+
+    @property
+    def layout(self) -> str:
+        return self.record.layout
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.record.shape
+
+    @property
+    def samples(self) -> int:
+        return self.record.samples
+
+    @property
+    def channels(self) -> int:
+        return self.record.channels
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return self.record.spatial_shape
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.record.warnings
+
+    @property
+    def maps(self) -> int:
+        return self.record.maps
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.record.spatial_shape)
+
+    @property
+    def finite(self) -> np.ndarray:
+        return self.per_map.finite
+
+    @property
+    def outputs(self) -> dict[str, DecoderColumns]:
+        """``columns``, by its name before 0.2."""
+        return self.columns
+
+    def status(self, index: int, label: str) -> str:
+        """The status of map ``index`` under decoder ``label``: its flags, ranked
+        by :func:`heatdecode.status.row_status`."""
+        out, per_map = self.columns[label], self.per_map
+        return row_status(
+            {
+                "nonfinite": not per_map.finite[index],
+                "flat": bool(per_map.flat[index]),
+                "border": bool(out.border[index]),
+                "unrefined": bool(out.skipped[index]),
+                "low-contrast": bool(out.low_contrast[index]),
+                "multimodal": bool(per_map.multimodal[index]),
+            }
+        )
+
+    def nonfinite(self) -> list[tuple[int, int]]:
+        """(sample, channel) of every map holding NaN or Inf."""
+        return [divmod(int(m), self.channels) for m in np.flatnonzero(~self.per_map.finite)]
+
+
+def iter_points(results: Iterable[ArrayResult], frame: Frame = Frame()) -> Iterator[PointRecord]:
+    """One point per map and decoder, in (file, sample, channel, decoder) order.
+
+    Coordinates are converted from the heatmap's pixel frame to ``frame``; a
+    map with NaN/Inf, or a point whose coordinates come out NaN/Inf, gets no
+    numbers and status ``nonfinite``.
+    """
+    for result in results:
+        framed = {
+            label: apply_frame(out.coords, result.spatial_shape, frame)
+            for label, out in result.columns.items()
+        }
+        for m in range(result.maps):
+            sample, channel = divmod(m, result.channels)
+            for label, out in result.columns.items():
+                yield _point(result, m, sample, channel, label, out, framed[label][m])
+
+
+def _point(
+    result: ArrayResult,
+    m: int,
+    sample: int,
+    channel: int,
+    label: str,
+    out: DecoderColumns,
+    framed: np.ndarray,
+) -> PointRecord:
+    status = result.status(m, label)
+    xyz = tuple(float(v) for v in framed)
+    if not all(map(math.isfinite, xyz)):
+        # a backstop: options the CLI refuses (beta, stride, spacing out of
+        # range) could overflow; a non-finite point is never "ok"
+        status = "nonfinite"
+    if status == "nonfinite":
+        return PointRecord(result.name, sample, channel, label, 0, None, None, None, status)
+    spread = float(out.spread[m])
+    return PointRecord(
+        result.name,
+        sample,
+        channel,
+        label,
+        0,
+        xyz,
+        float(out.score[m]),
+        spread if math.isfinite(spread) else None,
+        status,
+    )
+
+
+@dataclass
+class SourceRecord:
+    """One source's share of the outputs: its arrays, points and failures."""
+
+    name: str
+    files: list[FileRecord] = field(default_factory=list)
+    points: list[PointRecord] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    resumed: bool = False  # taken from an interrupted run's partial outputs
+
+
+def nonfinite_maps(points: Iterable[PointRecord], label: str) -> list[tuple[str, int, int]]:
+    """(file, sample, channel) of every map whose ``label`` point is ``nonfinite``:
+    the one count of maps with NaN/Inf (every decoder agrees on them)."""
+    return [p.key for p in points if p.decoder == label and p.status == "nonfinite"]
