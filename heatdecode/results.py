@@ -84,6 +84,12 @@ class FileRecord:
         )
 
 
+#: The columns of ``coordinates.csv`` and of the JSON rows, in order. A new
+#: output column is added here and in :meth:`PointRecord.row` (and
+#: :meth:`PointRecord.from_row`, so --resume reads it back); the writers follow.
+COLUMNS = ("file", "sample", "channel", "decoder", "x", "y", "z", "score", "spread", "status")
+
+
 @dataclass(frozen=True, slots=True)
 class PointRecord:
     """One point a decoder found in one map, in the output frame.
@@ -111,20 +117,12 @@ class PointRecord:
         return (self.file, self.sample, self.channel)
 
     def row(self) -> dict[str, Any]:
-        """The ``coordinates.csv``/``.json`` row: column name -> value (None: empty)."""
+        """The ``coordinates.csv``/``.json`` row: column name -> value (None:
+        empty), in the order of :data:`COLUMNS`."""
         xyz = self.coords or (None, None)
-        return {
-            "file": self.file,
-            "sample": self.sample,
-            "channel": self.channel,
-            "decoder": self.decoder,
-            "x": xyz[0],
-            "y": xyz[1],
-            "z": xyz[2] if len(xyz) == 3 else None,
-            "score": self.score,
-            "spread": self.spread,
-            "status": self.status,
-        }
+        z = xyz[2] if len(xyz) == 3 else None
+        values = (self.file, self.sample, self.channel, self.decoder, xyz[0], xyz[1], z)
+        return dict(zip(COLUMNS, (*values, self.score, self.spread, self.status), strict=True))
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PointRecord:

@@ -28,9 +28,9 @@ from typing import IO, Any
 from heatdecode.atomic import CSV_ERRORS, JSON_ERRORS, atomic_write
 from heatdecode.display import display_name  # noqa: F401  (re-exported)
 from heatdecode.frames import Frame
-from heatdecode.results import ArrayResult, PointRecord, iter_points
+from heatdecode.results import COLUMNS, ArrayResult, PointRecord, iter_points
 
-CSV_COLUMNS = ("file", "sample", "channel", "decoder", "x", "y", "z", "score", "spread", "status")
+CSV_COLUMNS = COLUMNS  # one home: heatdecode.results
 JSON_SCHEMA = "heatdecode.coordinates/1"
 
 
@@ -81,10 +81,23 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` as indented JSON (NaN/Inf become null, so it stays valid)."""
 
     def write(fh: IO[str]) -> None:
-        json.dump(document, fh, indent=1, ensure_ascii=False, allow_nan=False)
-        fh.write("\n")
+        # json.dump writes each of its millions of small pieces on its own; one
+        # write per megabyte gives the same bytes in a third of the time
+        encoder = json.JSONEncoder(indent=1, ensure_ascii=False, allow_nan=False)
+        pieces: list[str] = []
+        size = 0
+        for piece in encoder.iterencode(document):
+            pieces.append(piece)
+            size += len(piece)
+            if size >= _JSON_WRITE_CHARS:
+                fh.write("".join(pieces))
+                pieces, size = [], 0
+        fh.write("".join(pieces) + "\n")
 
     atomic_write(path, write, errors=JSON_ERRORS)
+
+
+_JSON_WRITE_CHARS = 1 << 20
 
 
 def json_rows(points: Iterable[PointRecord]) -> list[dict[str, Any]]:
