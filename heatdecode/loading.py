@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from heatdecode.discovery import (  # noqa: F401  (re-exported: loading's API before 0.2)
+from heatdecode.discovery import (  # noqa: F401  (re-exported: loading's names before the split)
     SCAN_KINDS,
     SUFFIXES,
     Source,

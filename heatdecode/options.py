@@ -290,7 +290,7 @@ class DecoderSpec:
         )
 
 
-DecoderRun = DecoderSpec  # its name before 0.2
+DecoderRun = DecoderSpec  # its old name, kept working
 
 
 @dataclass(frozen=True)
@@ -326,4 +326,4 @@ class DecoderSelection:
         return tuple(runs)
 
 
-DecodeSettings = DecoderSelection  # its name before 0.2
+DecodeSettings = DecoderSelection  # its old name, kept working

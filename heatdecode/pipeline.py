@@ -42,7 +42,7 @@ from heatdecode.results import (
     MapColumns,
 )
 
-# the result types' names before 0.2 (they live in heatdecode.results)
+# the result types' old names, kept working (they live in heatdecode.results)
 DecodedArray = ArrayResult
 DecoderOutput = DecoderColumns
 
@@ -83,7 +83,7 @@ class DecodeOutcome:
     error: str | None = None
 
 
-Decoding = DecodeOutcome  # its name before 0.2
+Decoding = DecodeOutcome  # its old name, kept working
 
 
 class _Prefetcher:

@@ -245,7 +245,7 @@ class ArrayResult:
 
     @property
     def outputs(self) -> dict[str, DecoderColumns]:
-        """``columns``, by its name before 0.2."""
+        """``columns``, by its old name, kept working."""
         return self.columns
 
     def status(self, index: int, label: str) -> str:

@@ -23,6 +23,7 @@ from typing import Annotated
 import typer
 
 from heatdecode import __version__
+from heatdecode.atomic import OutputError
 from heatdecode.cli.bench import bench_command
 from heatdecode.cli.render import err_console, say
 from heatdecode.cli.run import run_command
@@ -104,7 +105,7 @@ def _exit_code(exc: Exception) -> int:
         code, message = 2, str(exc)
     elif isinstance(exc, OptionError):  # the library names the parameter; here it is a flag
         code, message = 2, exc.for_flag()
-    elif _is_output_error(exc):
+    elif isinstance(exc, OutputError):
         code, message = 1, str(exc)
     # typer's parse errors (click's UsageError, vendored by newer typers: not
     # public, so known by its interface) carry their own exit code
@@ -115,13 +116,6 @@ def _exit_code(exc: Exception) -> int:
     if message:  # empty after no arguments at all: the help was the answer
         say(err_console(), f"heatdecode: error: {message}")
     return code
-
-
-def _is_output_error(exc: Exception) -> bool:
-    """A :class:`heatdecode.runner.OutputError`, known without importing the runner
-    (and torch): if the runner was never imported, nothing raised one."""
-    runner = sys.modules.get("heatdecode.runner")
-    return runner is not None and isinstance(exc, runner.OutputError)
 
 
 def _interrupt(signum: int, frame: object) -> None:
