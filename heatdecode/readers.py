@@ -246,7 +246,7 @@ def _read_point(path: Path, line: int, row: Mapping[str, str]) -> PointRecord:
             sample=_index(row["sample"]),
             channel=_index(row["channel"]),
             decoder=row["decoder"],
-            point=_index(row.get("point") or 0),
+            point=_index(row.get("peak") or 0),
             coords=coords,
             score=_number(row.get("score")),
             spread=_number(row.get("spread")),

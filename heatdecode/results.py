@@ -12,9 +12,9 @@ resume and evaluation.
 - :class:`SourceRecord` is one source's share of the outputs, old (resumed)
   or new alike.
 
-A map yields ``point`` 0 for every decoder today; the index is in the model so
-that a decoder may yield 0…K points per map without another reshaping (it is
-not written to today's CSV/JSON, which stay as they were).
+A single-point decoder yields point 0 for every map; in peaks mode
+(:mod:`heatdecode.peaks`) a map yields 0…K points, ``point`` being each one's
+rank in its map (written as the ``peak`` column).
 
 Pure: numpy and the core modules only; no I/O.
 """
@@ -87,7 +87,19 @@ class FileRecord:
 #: The columns of ``coordinates.csv`` and of the JSON rows, in order. A new
 #: output column is added here and in :meth:`PointRecord.row` (and
 #: :meth:`PointRecord.from_row`, so --resume reads it back); the writers follow.
-COLUMNS = ("file", "sample", "channel", "decoder", "x", "y", "z", "score", "spread", "status")
+COLUMNS = (
+    "file",
+    "sample",
+    "channel",
+    "decoder",
+    "x",
+    "y",
+    "z",
+    "score",
+    "spread",
+    "status",
+    "peak",  # the point's rank in its map (0: the highest); 0 for single-point decoders
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +134,8 @@ class PointRecord:
         xyz = self.coords or (None, None)
         z = xyz[2] if len(xyz) == 3 else None
         values = (self.file, self.sample, self.channel, self.decoder, xyz[0], xyz[1], z)
-        return dict(zip(COLUMNS, (*values, self.score, self.spread, self.status), strict=True))
+        values += (self.score, self.spread, self.status, self.point)
+        return dict(zip(COLUMNS, values, strict=True))
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PointRecord:
@@ -134,7 +147,7 @@ class PointRecord:
             sample=row["sample"],
             channel=row["channel"],
             decoder=row["decoder"],
-            point=row.get("point", 0),
+            point=row.get("peak", 0),
             coords=coords,
             score=row.get("score"),
             spread=row.get("spread"),

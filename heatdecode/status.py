@@ -34,7 +34,16 @@ from torch import Tensor
 from heatdecode.decoders import unravel
 
 #: Every status, most serious first: the one home of their order (see row_status).
-STATUSES = ("nonfinite", "flat", "border", "unrefined", "low-contrast", "multimodal", "ok")
+STATUSES = (
+    "nonfinite",
+    "flat",
+    "no-peak",  # peaks mode: nothing above the threshold
+    "border",
+    "unrefined",
+    "low-contrast",
+    "multimodal",
+    "ok",
+)
 
 
 def row_status(flags: Mapping[str, bool]) -> str:
