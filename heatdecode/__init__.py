@@ -21,6 +21,8 @@ _LAZY = {
     "hard_argmax": "heatdecode.decoders",
     "soft_argmax": "heatdecode.decoders",
     "softargmax_decode": "heatdecode.decoders",
+    "Peaks": "heatdecode.peaks",
+    "find_peaks": "heatdecode.peaks",
     "DECODERS": "heatdecode.registry",
     "decode": "heatdecode.registry",
     "LocalSoftArgmax": "heatdecode.refine",
@@ -35,12 +37,14 @@ __all__ = [
     "DECODERS",
     "Decoded",
     "LocalSoftArgmax",
+    "Peaks",
     "PointEstimates",
     "SoftArgmax",
     "__version__",
     "argmax_decode",
     "dark_decode",
     "decode",
+    "find_peaks",
     "hard_argmax",
     "local_soft_argmax",
     "local_softargmax_decode",
@@ -60,6 +64,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__
         soft_argmax,
         softargmax_decode,
     )
+    from heatdecode.peaks import Peaks, find_peaks
     from heatdecode.refine import (
         LocalSoftArgmax,
         dark_decode,

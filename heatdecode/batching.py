@@ -17,8 +17,8 @@ import torch
 
 from heatdecode.decoders import Decoded
 from heatdecode.family import decode
-from heatdecode.options import DecoderSelection, DecoderSpec
-from heatdecode.results import ArrayResult, DecoderColumns, MapColumns
+from heatdecode.options import DecoderSelection, DecoderSpec, PeakOptions
+from heatdecode.results import ArrayResult, DecoderColumns, MapColumns, PeakColumns
 from heatdecode.status import low_contrast, multimodal
 
 #: The default byte limit of a batch (of the maps as loaded): 256 maps of
@@ -50,15 +50,22 @@ class BatchResult:
 
     columns: dict[str, DecoderColumns]
     per_map: MapColumns
+    peaks: dict[str, PeakColumns] | None = None  # peaks mode, instead of columns
 
     def copy_into(self, result: ArrayResult, rows: slice, src: slice) -> None:
-        """Copy the batch's rows ``src`` into ``result``'s rows ``rows``."""
+        """Copy the batch's maps ``src`` into ``result``'s maps ``rows``."""
         for label, part in self.columns.items():
             _copy_columns(result.columns[label], part, rows, src)
+        if self.peaks is not None and result.peak_parts is not None:
+            for label, points in self.peaks.items():
+                shifted = points.select(src.start, src.stop, rows.start - src.start)
+                result.peak_parts[label].append(shifted)
         target = result.per_map
         target.flat[rows] = self.per_map.flat[src]
         target.finite[rows] = self.per_map.finite[src]
         target.multimodal[rows] = self.per_map.multimodal[src]
+        target.maximum[rows] = self.per_map.maximum[src]
+        target.truncated[rows] = self.per_map.truncated[src]
 
 
 def _copy_columns(target: DecoderColumns, part: DecoderColumns, rows: slice, src: slice) -> None:
@@ -90,8 +97,10 @@ class Batcher:
         batch_size: int,
         on_complete: Callable[[ArrayResult, np.ndarray], None],
         batch_bytes: int = BATCH_BYTES,
+        peaks: PeakOptions | None = None,
     ) -> None:
         self.runs = settings.resolved_runs()
+        self.peaks = peaks
         self.device = device
         self.batch_size = batch_size
         self.batch_bytes = batch_bytes
@@ -176,11 +185,21 @@ class Batcher:
         batch = parts[0] if len(parts) == 1 else self._concatenate(parts)
         tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         with torch.no_grad():  # grad mode is per thread
+            if self.peaks is not None:
+                # loaded in peaks mode only: a single-point run never needs it
+                from heatdecode.peak_batches import peak_batch
+
+                peaks, per_map = peak_batch(tensor, self.runs, self.peaks)
+                return BatchResult({}, per_map, peaks)
             multimodal_maps = _numpy(multimodal(tensor))
             outputs = [(spec, _decode(tensor, spec)) for spec in self.runs]
             columns = {spec.label: _columns(tensor, spec, out) for spec, out in outputs}
         first = outputs[0][1]
-        per_map = MapColumns(_numpy(first.flat), _numpy(first.finite), multimodal_maps)
+        k = len(tensor)
+        nothing = np.zeros(k, dtype=bool)
+        per_map = MapColumns(
+            _numpy(first.flat), _numpy(first.finite), multimodal_maps, np.full(k, np.nan), nothing
+        )
         return BatchResult(columns, per_map)
 
     def _concatenate(self, parts: list[np.ndarray]) -> np.ndarray:
@@ -208,6 +227,7 @@ class Batcher:
             offset += k
             work.pending -= k
             if work.pending == 0:
+                work.result.finish_peaks()
                 self.on_complete(work.result, work.maps)
 
 

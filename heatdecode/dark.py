@@ -106,7 +106,13 @@ def dark_decode(
     """
     frame = resolve_frame(frame, coords)
     sigma = check_sigma(sigma)
-    peak = Peak(heatmaps.detach(), spatial_dims)
+    return dark_refine(Peak(heatmaps.detach(), spatial_dims), sigma, frame)
+
+
+def dark_refine(peak: Peak, sigma: float | None, frame: str = "pixel") -> PointEstimates:
+    """:func:`dark_decode`'s step at the peak ``peak`` holds: its argmax, or the
+    position it was given (:class:`~heatdecode.peak.Peak`'s ``index``); ``sigma``
+    taken as checked."""
     logs, positive = _smoothed_logs(peak, sigma)
     grad, hess = _derivatives(peak, logs)
     edge = peak.on_edge().any(-1)
@@ -183,6 +189,17 @@ def _newton_step(grad: Tensor, hess: Tensor, fit: Tensor) -> tuple[Tensor, Tenso
     step = torch.cholesky_solve(grad.unsqueeze(-1), factor).squeeze(-1)  # = -H⁻¹g
     good = fit & definite & torch.isfinite(step).all(-1) & (step.abs() <= 1).all(-1)
     return torch.where(good[:, None], step, 0.0), good
+
+
+def dark_kernel_radius(peak: Peak, sigma: float | None) -> Tensor:
+    """The smoothing kernel's radius ``⌊4σ + ½⌋`` px that :func:`dark_refine` uses for
+    each map of ``peak`` (``(M,)``, int64): σ given, or each map's own estimate."""
+    if sigma is None:
+        sigmas = _estimate_sigma(peak)
+    else:
+        kind = _kernel_dtype(peak.index.device)
+        sigmas = torch.full((peak.index.shape[0],), sigma, dtype=kind, device=peak.index.device)
+    return _gaussian_kernels(sigmas)[1]
 
 
 def _kernel_dtype(device: torch.device) -> torch.dtype:

@@ -104,7 +104,15 @@ def local_softargmax_decode(
     check_normalize(normalize)
     beta = check_beta(beta)
     radius = check_radius(radius)
-    peak = Peak(heatmaps, spatial_dims)
+    return local_softargmax_refine(Peak(heatmaps, spatial_dims), beta, normalize, radius, frame)
+
+
+def local_softargmax_refine(
+    peak: Peak, beta: float, normalize: str, radius: int, frame: str = "pixel"
+) -> PointEstimates:
+    """:func:`local_softargmax_decode`'s window at the peak ``peak`` holds: its argmax,
+    or the position it was given (:class:`~heatdecode.peak.Peak`'s ``index``, its
+    ``low`` the minmax floor). The options are taken as checked."""
     radii = _window_radii(radius, peak.spatial)
     offsets = _window_offsets(radii, peak.index.device)
     mean, variance = _window_moments(peak, offsets, beta, normalize)

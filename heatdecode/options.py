@@ -327,3 +327,57 @@ class DecoderSelection:
 
 
 DecodeSettings = DecoderSelection  # its old name, kept working
+
+
+@dataclass(frozen=True)
+class PeakOptions:
+    """Peaks mode (``heatdecode run --peaks``): which pixels are peaks, as
+    :func:`heatdecode.peaks.find_peaks` (scikit-image's ``peak_local_max``) reads
+    them, and how many a map may keep.
+
+    The command line's defaults differ from the library's (scikit-image's) on
+    purpose: with the map's minimum as the threshold a noisy 2048² map has
+    thousands of noise peaks, so a run keeps peaks above half the map's maximum
+    (scikit-image's ``threshold_rel``; a background offset counts in the
+    maximum), at most ``max_peaks`` per map (a map with more gets a warning and
+    keeps the highest), and doesn't drop peaks near the border (a refinement
+    that can't use a pixel beyond the edge says so with status ``border``).
+    """
+
+    min_distance: int = 2
+    threshold_abs: float | None = None
+    threshold_rel: float | None = 0.5
+    max_peaks: int = 1000
+    exclude_border: int = 0
+
+    def __post_init__(self) -> None:
+        check_count("min_distance", self.min_distance)
+        check_count("max_peaks", self.max_peaks)
+        if isinstance(self.exclude_border, bool) or not isinstance(self.exclude_border, int):
+            raise OptionError(
+                "exclude_border", f"must be an integer >= 0, got {self.exclude_border!r}"
+            )
+        if self.exclude_border < 0:
+            raise OptionError(
+                "exclude_border", f"must be an integer >= 0, got {self.exclude_border}"
+            )
+        for name in ("threshold_abs", "threshold_rel"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise OptionError(name.replace("_abs", ""), f"must be a finite number, got {value}")
+
+    def describe(self) -> dict[str, Any]:
+        """The ``peaks`` entry of ``coordinates.json``'s settings."""
+        return {
+            "min_distance": self.min_distance,
+            "threshold_abs": self.threshold_abs,
+            "threshold_rel": self.threshold_rel,
+            "max_peaks": self.max_peaks,
+            "exclude_border": self.exclude_border,
+        }
+
+
+#: decoders that have no meaning at one peak of many: their sum runs over the whole map
+WHOLE_MAP_DECODERS = ("softargmax",)
+#: ``heatdecode run --peaks``'s decoders when none is chosen
+PEAK_DECODERS = ("argmax", "parabola")

@@ -19,7 +19,7 @@ import numpy as np
 
 from heatdecode.atomic import atomic_write
 from heatdecode.overlays import overlay_path, render_overlay
-from heatdecode.results import OVERLAY_FAILED, ArrayResult, Failure
+from heatdecode.results import OVERLAY_FAILED, ArrayResult, Failure, PeakColumns
 
 
 class OverlayWriter:
@@ -100,6 +100,8 @@ def _draw(
         coords = out.coords.copy()
         coords[~result.finite] = np.nan  # no marker where the map couldn't be decoded
         points[name] = coords
+    for name, found in (result.peaks or {}).items():
+        points[name] = _padded(found, result.maps, result.spatial_dims)
     if result.samples == 1:
         labels = [f"c{c}" for c in range(result.channels)]
     else:
@@ -109,6 +111,14 @@ def _draw(
     save = lambda fh: image.save(fh, format="PNG", compress_level=1)  # noqa: E731
     atomic_write(path, save, binary=True, root=out_dir)
     return path
+
+
+def _padded(found: PeakColumns, maps: int, dims: int) -> np.ndarray:
+    """``(M, K, d)`` points of each map, NaN where a map has fewer than K."""
+    k = int(found.rank.max()) + 1 if len(found.rank) else 1
+    padded = np.full((maps, k, dims), np.nan)
+    padded[found.map_index, found.rank] = found.coords
+    return padded
 
 
 class _OverlayPlaces:

@@ -21,6 +21,8 @@ from PIL import Image, ImageDraw, ImageFont
 MAX_PANELS = 48
 TARGET_SIZE = 200  # a panel's long side, in screen pixels
 MAX_ZOOM = 24
+MANY_POINTS = 20  # more points in a panel than this: a bigger panel, smaller markers
+MANY_POINTS_SIZE = 512
 
 # Marker style per decoder: (shape, RGB). Distinct in shape and colour so the
 # picture reads in greyscale and for colour-blind readers.
@@ -130,6 +132,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 def _draw_marker(draw: ImageDraw.ImageDraw, x: float, y: float, shape: str, colour, r: int) -> None:
     outline = (0, 0, 0)
+    if r < 6:  # a small marker (many peaks): thin lines, or it is a blot
+        _draw_small_marker(draw, x, y, shape, colour, r)
+        return
     if shape == "cross":
         for width, fill in ((5, outline), (2, colour)):
             draw.line([(x - r, y), (x + r, y)], fill=fill, width=width)
@@ -154,6 +159,19 @@ def _draw_marker(draw: ImageDraw.ImageDraw, x: float, y: float, shape: str, colo
         draw.rectangle([x - r, y - r, x + r, y + r], outline=colour, width=2)
 
 
+def _draw_small_marker(
+    draw: ImageDraw.ImageDraw, x: float, y: float, shape: str, colour, r: int
+) -> None:
+    if shape in ("cross", "x"):
+        d = (r, 0, 0, r) if shape == "cross" else (r, r, r, -r)
+        draw.line([(x - d[0], y - d[1]), (x + d[0], y + d[1])], fill=colour, width=1)
+        draw.line([(x - d[2], y - d[3]), (x + d[2], y + d[3])], fill=colour, width=1)
+    elif shape == "circle":
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=1)
+    else:
+        draw.rectangle([x - r, y - r, x + r, y + r], outline=colour, width=1)
+
+
 def _panel(
     image: np.ndarray,
     points: Mapping[str, np.ndarray],
@@ -162,9 +180,13 @@ def _panel(
     font,
 ) -> Image.Image:
     h, w = image.shape
-    zoom = max(1.0, min(MAX_ZOOM, TARGET_SIZE / max(h, w)))
-    if max(h, w) > TARGET_SIZE * 2:
-        zoom = TARGET_SIZE * 2 / max(h, w)  # shrink very large maps
+    count = max((np.atleast_2d(p).shape[0] for p in points.values() if p is not None), default=1)
+    # many peaks: a panel big enough to tell them apart (a 512² map with 100+
+    # peaks is drawn at full size)
+    target = TARGET_SIZE if count <= MANY_POINTS else MANY_POINTS_SIZE
+    zoom = max(1.0, min(MAX_ZOOM, target / max(h, w)))
+    if max(h, w) > target * 2:
+        zoom = target * 2 / max(h, w)  # shrink very large maps
     size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
     picture = _colour_picture(image, size)
     sx, sy = size[0] / w, size[1] / h
@@ -173,16 +195,29 @@ def _panel(
     canvas.paste(picture, (0, label_h))
     draw = ImageDraw.Draw(canvas)
     draw.text((3, 1), caption, fill=(230, 230, 230), font=font)
-    radius = max(7, round(min(size) / 14))
     for name, xyz in points.items():
-        if xyz is None or not np.all(np.isfinite(xyz)):
+        if xyz is None:
             continue
+        many = np.atleast_2d(np.asarray(xyz, dtype=np.float64))  # (K, d): every peak
+        many = many[np.all(np.isfinite(many), axis=1)]
         shape, colour = MARKERS.get(name, _FALLBACK_MARKER)
-        # pixel centre i sits at screen (i + 0.5) * zoom
-        px = (float(xyz[axes[0]]) + 0.5) * sx
-        py = (float(xyz[axes[1]]) + 0.5) * sy + label_h
-        _draw_marker(draw, px, py, shape, colour, radius)
+        radius = _marker_radius(size, len(many))
+        for point in many:
+            # pixel centre i sits at screen (i + 0.5) * zoom
+            px = (float(point[axes[0]]) + 0.5) * sx
+            py = (float(point[axes[1]]) + 0.5) * sy + label_h
+            _draw_marker(draw, px, py, shape, colour, radius)
     return canvas
+
+
+def _marker_radius(size: tuple[int, int], count: int) -> int:
+    """Big markers for a few points; for many (peaks mode), small enough that
+    neighbours stay apart: about a third of the mean spacing, at least 3 px."""
+    radius = max(7, round(min(size) / 14))
+    if count <= 4:
+        return radius
+    spacing = min(size) / np.sqrt(count)
+    return int(max(3, min(radius, round(spacing / 4))))
 
 
 def render_overlay(
@@ -196,7 +231,9 @@ def render_overlay(
 
     Args:
         maps: ``(M, H, W)`` or ``(M, D, H, W)`` maps.
-        points: decoder name -> ``(M, d)`` pixel coordinates ordered (x, y[, z]).
+        points: decoder name -> ``(M, d)`` pixel coordinates ordered (x, y[, z]),
+            or ``(M, K, d)`` for up to K points per map (peaks mode; NaN rows
+            are no point).
         title: the picture's heading (usually the file name).
         labels: a caption per map (default ``map 0``, ``map 1``, ...).
         legend: decoder name -> legend text (default: the name).

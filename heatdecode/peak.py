@@ -28,14 +28,30 @@ class Peak:
     lengths in that order, ``score`` and ``low`` each map's max and min in
     the compute dtype ``cdtype``.
 
+    ``index`` (``(M, d)`` integer positions, x first) puts each map's peak
+    there instead of at its argmax, ``score`` then being the value there;
+    ``low`` replaces each map's minimum (the minmax normalisation's floor).
+    :func:`heatdecode.peaks.find_peaks` refines each of many peaks this way,
+    in a window of the map cut around it. ``flat`` and ``finite`` stay the
+    map's own.
+
     Example:
         >>> maps = torch.zeros(2, 3, 4)
         >>> maps[0, 2, 1] = maps[1, 0, 3] = 1.0
         >>> Peak(maps, 2).index.tolist()
         [[1, 2], [3, 0]]
+        >>> Peak(maps, 2, index=torch.tensor([[0, 0], [3, 0]])).score.tolist()
+        [0.0, 1.0]
     """
 
-    def __init__(self, heatmaps: Tensor, spatial_dims: int) -> None:
+    def __init__(
+        self,
+        heatmaps: Tensor,
+        spatial_dims: int,
+        *,
+        index: Tensor | None = None,
+        low: Tensor | None = None,
+    ) -> None:
         check_input(heatmaps, spatial_dims)
         self.spatial = heatmaps.shape[-spatial_dims:]
         self.lead = heatmaps.shape[:-spatial_dims]
@@ -44,8 +60,8 @@ class Peak:
         self.values = heatmaps.reshape(-1, self.spatial.numel())
         device = heatmaps.device
         # one pass for the argmax, the max and the min (argmax_decode's)
-        index, hi, lo = argmax_extremes(self.values)
-        self.index = unravel(index, self.spatial)
+        argmax, hi, lo = argmax_extremes(self.values)
+        self.index = unravel(argmax, self.spatial)
         self.score = hi.to(self.cdtype)
         self.low = lo.to(self.cdtype)  # the map's minimum, for minmax normalisation
         self.flat = hi == lo
@@ -57,6 +73,12 @@ class Peak:
         self.strides = torch.tensor(strides, device=device)
         # singleton axes have no neighbours and nothing to refine
         self.extent = self.sizes > 1
+        if index is not None:  # a given peak instead of the argmax (find_peaks' windows)
+            self.index = index.to(device=device, dtype=torch.long)
+            at = (self.index * self.strides).sum(-1, keepdim=True)
+            self.score = self.values.gather(1, at)[:, 0].to(self.cdtype)
+        if low is not None:
+            self.low = low.to(device=device, dtype=self.cdtype)
 
     def gather(
         self, offsets: Tensor, values: Tensor | None = None, rows: Tensor | None = None

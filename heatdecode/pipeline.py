@@ -32,6 +32,7 @@ from heatdecode.options import (  # noqa: F401  (the old names are re-exported)
     DecoderSelection,
     DecoderSpec,
     DecodeSettings,
+    PeakOptions,
     check_count,
 )
 from heatdecode.results import (
@@ -47,7 +48,9 @@ DecodedArray = ArrayResult
 DecoderOutput = DecoderColumns
 
 
-def _new_result(item: HeatmapArray, runs: Sequence[DecoderSpec], source: str) -> ArrayResult:
+def _new_result(
+    item: HeatmapArray, runs: Sequence[DecoderSpec], source: str, peaks: bool
+) -> ArrayResult:
     n, c, *spatial = item.maps.shape
     record = FileRecord(
         name=item.name,
@@ -60,6 +63,9 @@ def _new_result(item: HeatmapArray, runs: Sequence[DecoderSpec], source: str) ->
         warnings=tuple(item.warnings),
     )
     m = n * c
+    if peaks:  # points arrive batch by batch, any number per map
+        parts: dict[str, list] = {run.label: [] for run in runs}
+        return ArrayResult(record, {}, MapColumns.empty(m), peak_parts=parts)
     columns = {run.label: DecoderColumns.empty(m, len(spatial)) for run in runs}
     return ArrayResult(record, columns, MapColumns.empty(m))
 
@@ -152,6 +158,7 @@ def decode_sources(
     batch_bytes: int = BATCH_BYTES,
     on_loaded: Callable[[Source, list[HeatmapArray | LoadFailure]], None] | None = None,
     on_complete: Callable[[ArrayResult, np.ndarray], None] | None = None,
+    peaks: PeakOptions | None = None,
 ) -> DecodeOutcome:
     """Load, batch and decode every source.
 
@@ -166,6 +173,8 @@ def decode_sources(
         batch_bytes: the most bytes of maps in one batch besides ``batch_size``
             maps (a map bigger than that is decoded alone); results don't
             depend on it.
+        peaks: peaks mode: every peak of every map, each decoder applied at
+            each (results' ``peaks`` instead of ``columns``).
 
     A KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one) stops the run
     within one batch: reads in flight stop at their next piece of data, queued
@@ -184,13 +193,14 @@ def decode_sources(
     check_count("batch_size", batch_size)
     check_count("batch_bytes", batch_bytes, " byte")
     completed = on_complete or (lambda result, maps: None)
-    batcher = Batcher(settings, torch.device(device), batch_size, completed, batch_bytes)
+    batcher = Batcher(settings, torch.device(device), batch_size, completed, batch_bytes, peaks)
     tally = _Tally()
     stopped: str | None = None
     error: str | None = None
     reader = _Prefetcher(sources, layout, max_map_bytes, workers, prefetch)
     try:
-        stopped = _read_all(reader, batcher, settings.resolved_runs(), tally, strict, on_loaded)
+        specs = settings.resolved_runs()
+        stopped = _read_all(reader, batcher, specs, tally, strict, on_loaded, peaks is not None)
         if stopped is None:
             batcher.finish()
     except KeyboardInterrupt:
@@ -216,6 +226,7 @@ def _read_all(
     tally: _Tally,
     strict: bool,
     on_loaded: Callable[[Source, list[HeatmapArray | LoadFailure]], None] | None,
+    peaks: bool,
 ) -> str | None:
     """Hand every array read to the batcher; ``"strict"`` if a bad file stopped it."""
     for source, items in reader:
@@ -225,7 +236,7 @@ def _read_all(
             if isinstance(item, LoadFailure):
                 tally.failures.append(Failure(item.name, item.reason, item.kind, source.name))
                 continue
-            tally.works.append(batcher.add(_new_result(item, runs, source.name), item.maps))
+            tally.works.append(batcher.add(_new_result(item, runs, source.name, peaks), item.maps))
         tally.loaded.append(source.name)
         if strict and any(isinstance(i, LoadFailure) for i in items):
             return "strict"

@@ -56,11 +56,14 @@ def _index(value: Any) -> int:
     return int(value)
 
 
-def read_truth(path: Path) -> list[dict[str, Any]]:
+def read_truth(path: Path, many: bool = False) -> list[dict[str, Any]]:
     """Read a ground-truth CSV: ``file,sample,channel,x,y`` and optionally ``z``.
 
     Other columns (``decoder``, ``score``, ...) are ignored; ``truth.csv`` from
     ``heatdecode sample`` reads as is. An empty ``z`` cell means a 2D map.
+
+    ``many``: any number of truth points per map (peaks mode); otherwise a
+    map given twice is an error.
 
     Returns:
         One dict per line, ``{"file", "sample", "channel", "decoder", "x", "y",
@@ -100,7 +103,7 @@ def read_truth(path: Path) -> list[dict[str, Any]]:
         with open(fd, encoding="utf-8-sig", newline="") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
                 raise ValueError(f"{path}: not a regular file")
-            lines = list(_truth_lines(path, _bounded(path, fh)))
+            lines = list(_truth_lines(path, _bounded(path, fh), many))
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return lines
@@ -119,7 +122,7 @@ def _bounded(path: Path, fh: IO[str]) -> Iterator[str]:
         yield line
 
 
-def _truth_lines(path: Path, fh: Iterable[str]) -> Iterable[dict[str, Any]]:
+def _truth_lines(path: Path, fh: Iterable[str], many: bool) -> Iterable[dict[str, Any]]:
     rows = csv.reader(fh)
     reader = _Reader(path, rows)
     header = next(reader, None)
@@ -170,7 +173,7 @@ def _truth_lines(path: Path, fh: Iterable[str]) -> Iterable[dict[str, Any]]:
                 raise ValueError(f"{path}: line {line}: {name} is not finite: {text!r}")
             values[name] = number
         key = (file, values["sample"], values["channel"])
-        if key in seen:
+        if key in seen and not many:
             raise ValueError(
                 f"{path}: line {line}: {describe_key(key)} is given twice "
                 f"(first on line {seen[key]})"

@@ -108,7 +108,12 @@ def quarter_decode(
         ([[2.25, 1.0]], [False])
     """
     frame = resolve_frame(frame, coords)
-    peak = Peak(heatmaps.detach(), spatial_dims)
+    return quarter_refine(Peak(heatmaps.detach(), spatial_dims), frame)
+
+
+def quarter_refine(peak: Peak, frame: str = "pixel") -> PointEstimates:
+    """:func:`quarter_decode`'s step at the peak ``peak`` holds: its argmax, or the
+    position it was given (:class:`~heatdecode.peak.Peak`'s ``index``)."""
     around, _ = peak.gather(axis_offsets(peak))
     below, above = around[:, 0::2], around[:, 1::2]  # (M, d) each, x first
     edge = peak.on_edge()
@@ -159,7 +164,12 @@ def parabola_decode(
         [2.3, 1.8]
     """
     frame = resolve_frame(frame, coords)
-    peak = Peak(heatmaps.detach(), spatial_dims)
+    return parabola_refine(Peak(heatmaps.detach(), spatial_dims), frame)
+
+
+def parabola_refine(peak: Peak, frame: str = "pixel") -> PointEstimates:
+    """:func:`parabola_decode`'s fit at the peak ``peak`` holds: its argmax, or the
+    position it was given (:class:`~heatdecode.peak.Peak`'s ``index``)."""
     around, _ = peak.gather(axis_offsets(peak))
     positive = peak.finite & (peak.score > 0)
     top = torch.where(positive, peak.score, 1.0)

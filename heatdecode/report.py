@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from heatdecode import __version__
 from heatdecode.evaluate import Evaluation
 from heatdecode.frames import Frame, apply_frame
-from heatdecode.results import ArrayResult, Failure, SourceRecord, nonfinite_maps
+from heatdecode.results import ArrayResult, Failure, SourceRecord, iter_points, nonfinite_maps
 from heatdecode.writers import JSON_SCHEMA
+
+if TYPE_CHECKING:
+    from heatdecode.loading import Source
+    from heatdecode.overlay_writer import OverlayWriter
+    from heatdecode.pipeline import DecodeOutcome
 
 
 @dataclass
@@ -43,6 +48,19 @@ class RunReport:
     error: str | None = None  # why the run stopped early, when not interrupted by a user
     notes: list[str] = field(default_factory=list)  # e.g. folders skipped as old outputs
     frame: Frame = Frame()
+    peaks: Any = None  # the run's PeakOptions in peaks mode
+
+    @property
+    def peaks_mode(self) -> bool:
+        return self.peaks is not None
+
+    def truncated(self) -> list[tuple[str, int, int]]:
+        """(file, sample, channel) of this run's maps that had more than ``--max-peaks``."""
+        return [
+            (r.name, *divmod(int(m), r.channels))
+            for r in self.results
+            for m in np.flatnonzero(r.per_map.truncated)
+        ]
 
     @property
     def resumed_sources(self) -> int:
@@ -97,6 +115,44 @@ class RunReport:
         )
 
 
+def kept_sources(
+    decoding: DecodeOutcome, todo: list[Source], overlays: OverlayWriter | None
+) -> set[str]:
+    """The sources whose results go into the outputs: all of them, unless the run
+    stopped early; then only whole ones, so that --resume can skip exactly those
+    and redo the rest. A source is whole once its overlays are drawn too (the
+    signal may have come before one was queued)."""
+    if decoding.stopped not in ("interrupted", "out-of-memory"):
+        return {s.name for s in todo}
+    keep = set(decoding.complete)
+    if overlays is not None:
+        queued = overlays.queued()
+        keep -= {r.source for r in decoding.results if r.name not in queued}
+    return keep
+
+
+def missing_records(missing: list[Failure]) -> list[SourceRecord]:
+    return [SourceRecord(f.name, failures=[f]) for f in missing]
+
+
+def new_records(
+    decoding: DecodeOutcome,
+    overlay_errors: list[Failure],
+    overlay_paths: dict[str, str],
+    frame: Frame,
+) -> dict[str, SourceRecord]:
+    """This run's records by source name: arrays, points and failures in order."""
+    records: dict[str, SourceRecord] = {}
+    for result in decoding.results:
+        record = records.setdefault(result.source, SourceRecord(result.source))
+        record.files.append(replace(result.record, overlay=overlay_paths.get(result.name)))
+        record.points.extend(iter_points([result], frame))
+    for failure in [*decoding.failures, *overlay_errors]:
+        source = failure.source or failure.name
+        records.setdefault(source, SourceRecord(source)).failures.append(failure)
+    return records
+
+
 def summary(report: RunReport) -> dict[str, Any]:
     """The numbers of the terminal summary table (also stored in the JSON),
     counted from the records written, so a resumed run's summary covers both
@@ -127,6 +183,25 @@ def totals(report: RunReport) -> dict[str, Any]:
             for label, d in report.distances().items()
             if len(d)
         },
+        **(peak_totals(report, first) if report.peaks_mode else {}),
+    }
+
+
+def peak_totals(report: RunReport, first: str | None) -> dict[str, Any]:
+    """Peaks mode: peaks per map (mean, max) by the first decoder, the maps
+    without any, and the maps that had more than ``--max-peaks``."""
+    counts: dict[tuple[str, int, int], int] = {}
+    for p in report.points:
+        if p.decoder == first:
+            counts[p.key] = counts.get(p.key, 0) + (p.coords is not None)
+    values = np.asarray(list(counts.values()), dtype=np.int64)
+    return {
+        "peaks_per_map": {
+            "mean": float(values.mean()) if len(values) else 0.0,
+            "max": int(values.max()) if len(values) else 0,
+        },
+        "no_peak_maps": int(np.count_nonzero(values == 0)),
+        "truncated_maps": len(report.truncated()),
     }
 
 
@@ -136,12 +211,14 @@ def distances(records: Sequence[SourceRecord], frame: Frame) -> dict[str, np.nda
     parts: dict[str, list[float]] = {}
     for record in records:
         scale = {f.name: _pixel_scale(f.spatial_shape, frame) for f in record.files}
-        maps: dict[tuple[str, int, int], dict[str, np.ndarray]] = {}
+        # by map and peak: in peaks mode every decoder refines the same integer peaks
+        maps: dict[tuple[str, int, int, int], dict[str, np.ndarray]] = {}
         for p in record.points:
             if p.coords is None or p.file not in scale:
                 continue
-            maps.setdefault(p.key, {})[p.decoder] = np.asarray(p.coords, dtype=np.float64)
-        for (file, _, _), by_label in maps.items():
+            point = (*p.key, p.point)
+            maps.setdefault(point, {})[p.decoder] = np.asarray(p.coords, dtype=np.float64)
+        for (file, _, _, _), by_label in maps.items():
             reference = by_label.get("argmax")
             if reference is None:
                 continue
@@ -179,6 +256,8 @@ def run_settings(
         "layout": config.layout,
         "device": device,
         "batch_size": config.batch_size,
+        # only in peaks mode, so single-point runs' settings stay as they were
+        **({"peaks": config.peaks.describe()} if config.peaks is not None else {}),
     }
 
 

@@ -188,11 +188,15 @@ class DecoderColumns:
 
 @dataclass
 class MapColumns:
-    """What holds for a map whichever decoder reads it: ``(M,)`` flags."""
+    """What holds for a map whichever decoder reads it: ``(M,)`` flags, and in
+    peaks mode each map's maximum (the score of a ``no-peak`` row) and whether
+    it had more peaks than ``--max-peaks`` kept."""
 
     flat: np.ndarray
     finite: np.ndarray
     multimodal: np.ndarray
+    maximum: np.ndarray
+    truncated: np.ndarray
 
     @classmethod
     def empty(cls, maps: int) -> MapColumns:
@@ -200,7 +204,43 @@ class MapColumns:
             flat=np.zeros(maps, dtype=bool),
             finite=np.ones(maps, dtype=bool),
             multimodal=np.zeros(maps, dtype=bool),
+            maximum=np.full(maps, np.nan),
+            truncated=np.zeros(maps, dtype=bool),
         )
+
+
+@dataclass
+class PeakColumns:
+    """One decoder's points for maps of an array in peaks mode, pixel frame:
+    ``(P,)`` columns (``coords`` ``(P, d)``) ordered by map, then rank."""
+
+    map_index: np.ndarray
+    rank: np.ndarray
+    coords: np.ndarray
+    score: np.ndarray
+    spread: np.ndarray
+    border: np.ndarray
+    skipped: np.ndarray
+
+    def select(self, start: int, stop: int, shift: int) -> PeakColumns:
+        """The points of maps ``start <= map_index < stop``, their map index shifted."""
+        lo, hi = np.searchsorted(self.map_index, [start, stop])
+        part = {name: getattr(self, name)[lo:hi] for name in _PEAK_FIELDS}
+        part["map_index"] = part["map_index"] + shift
+        return PeakColumns(**part)
+
+    @classmethod
+    def concatenate(cls, parts: list[PeakColumns], spatial_dims: int) -> PeakColumns:
+        if not parts:
+            empty = np.zeros(0)
+            flags = np.zeros(0, dtype=bool)
+            index = np.zeros(0, dtype=np.int64)
+            coords = np.zeros((0, spatial_dims))
+            return cls(index, index, coords, empty, empty, flags, flags)
+        return cls(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in _PEAK_FIELDS})
+
+
+_PEAK_FIELDS = ("map_index", "rank", "coords", "score", "spread", "border", "skipped")
 
 
 @dataclass
@@ -210,6 +250,16 @@ class ArrayResult:
     record: FileRecord
     columns: dict[str, DecoderColumns]  # by decoder label, in run order
     per_map: MapColumns
+    # peaks mode: each decoder's points (``columns`` is then empty), filled
+    # batch by batch into ``peak_parts`` and joined by :meth:`finish_peaks`
+    peaks: dict[str, PeakColumns] | None = None
+    peak_parts: dict[str, list[PeakColumns]] | None = None
+
+    def finish_peaks(self) -> None:
+        if self.peak_parts is not None:
+            dims = len(self.record.spatial_shape)
+            self.peaks = {k: PeakColumns.concatenate(v, dims) for k, v in self.peak_parts.items()}
+            self.peak_parts = None
 
     # the record's fields, read often
     @property
@@ -289,6 +339,9 @@ def iter_points(results: Iterable[ArrayResult], frame: Frame = Frame()) -> Itera
     numbers and status ``nonfinite``.
     """
     for result in results:
+        if result.peaks is not None:
+            yield from _peak_points(result, frame)
+            continue
         framed = {
             label: apply_frame(out.coords, result.spatial_shape, frame)
             for label, out in result.columns.items()
@@ -328,6 +381,51 @@ def _point(
         spread if math.isfinite(spread) else None,
         status,
     )
+
+
+def _peak_points(result: ArrayResult, frame: Frame) -> Iterator[PointRecord]:
+    """Peaks mode: a row per peak and decoder, in (file, sample, channel,
+    decoder, peak) order; a map without any, one row per decoder saying why
+    (``nonfinite``, ``flat`` or ``no-peak``, its maximum as score)."""
+    assert result.peaks is not None
+    framed = {
+        label: apply_frame(out.coords, result.spatial_shape, frame)
+        for label, out in result.peaks.items()
+    }
+    bounds = {
+        label: np.searchsorted(out.map_index, np.arange(result.maps + 1))
+        for label, out in result.peaks.items()
+    }
+    per_map = result.per_map
+    for m in range(result.maps):
+        sample, channel = divmod(m, result.channels)
+        for label, out in result.peaks.items():
+            lo, hi = bounds[label][m], bounds[label][m + 1]
+            if lo == hi:
+                status = row_status(
+                    {"nonfinite": not per_map.finite[m], "flat": bool(per_map.flat[m])}
+                )
+                status = "no-peak" if status == "ok" else status
+                top = float(per_map.maximum[m])
+                score = top if math.isfinite(top) else None
+                yield PointRecord(result.name, sample, channel, label, 0, None, score, None, status)
+            for i in range(lo, hi):
+                yield _one_peak(result.name, sample, channel, label, out, i, framed[label][i])
+
+
+def _one_peak(
+    name: str, sample: int, channel: int, label: str, out: PeakColumns, i: int, xyz: np.ndarray
+) -> PointRecord:
+    flags = {"border": bool(out.border[i]), "unrefined": bool(out.skipped[i])}
+    coords = tuple(float(v) for v in xyz)
+    rank = int(out.rank[i])
+    if not all(map(math.isfinite, coords)):
+        return PointRecord(name, sample, channel, label, rank, None, None, None, "nonfinite")
+    spread = float(out.spread[i])
+    spread_value = spread if math.isfinite(spread) else None
+    score = float(out.score[i])
+    status = row_status(flags)
+    return PointRecord(name, sample, channel, label, rank, coords, score, spread_value, status)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from heatdecode.results import Failure, FileRecord, PointRecord, SourceRecord
 PARTIAL_NAMES = {"csv": "coordinates.partial.csv", "json": "coordinates.partial.json"}
 LOCK_NAME = ".heatdecode.lock"
 # settings that must match for a resumed run to equal an uninterrupted one
-RESUME_KEYS = ("runs", "coords", "stride", "stride_offset", "spacing", "layout")
+RESUME_KEYS = ("runs", "coords", "stride", "stride_offset", "spacing", "layout", "peaks")
 
 
 class OutputBusy(RuntimeError):

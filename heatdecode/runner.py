@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,18 @@ from heatdecode.inputs import check_output_entries, discover_inputs, remove_new_
 from heatdecode.loading import MAX_MAP_BYTES, HeatmapArray, LoadFailure, Source
 from heatdecode.options import (  # noqa: F401  (SAVED_MAP_DEFAULTS is re-exported)
     SAVED_MAP_DEFAULTS,
+    WHOLE_MAP_DECODERS,
+    PeakOptions,
     check_count,
     check_decoder,
     check_options,
 )
 from heatdecode.overlay_writer import OverlayWriter
+from heatdecode.peak_evaluation import (
+    evaluate_peaks,
+    write_peak_metrics_csv,
+    write_peak_metrics_json,
+)
 from heatdecode.pipeline import (
     BATCH_BYTES,
     DecodeOutcome,
@@ -54,8 +61,16 @@ from heatdecode.preflight import (  # noqa: F401  (check_out_dir and UsageError 
     check_out_dir,
     nothing_to_decode,
 )
-from heatdecode.report import RunReport, document, run_settings, summary  # noqa: F401
-from heatdecode.results import Failure, SourceRecord, iter_points
+from heatdecode.report import (  # noqa: F401  (summary is re-exported)
+    RunReport,
+    document,
+    kept_sources,
+    missing_records,
+    new_records,
+    run_settings,
+    summary,
+)
+from heatdecode.results import Failure, SourceRecord
 from heatdecode.resume import (
     PARTIAL_NAMES,
     OutputBusy,
@@ -103,6 +118,8 @@ class RunConfig:
     resume: bool = False
     max_map_bytes: int = MAX_MAP_BYTES  # the most one array may take (see load_source)
     batch_bytes: int = BATCH_BYTES  # the most bytes of maps in one batch (see decode_sources)
+    peaks: PeakOptions | None = None  # peaks mode: every peak of a map, each decoder at each
+    match_cutoffs: tuple[float, ...] | None = None  # peaks mode with truth: None, the defaults
 
 
 class Interrupted(Exception):
@@ -122,9 +139,9 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError(str(exc)) from None
 
 
-def _read_truth(path: Path) -> list[dict[str, Any]]:
+def _read_truth(path: Path, many: bool = False) -> list[dict[str, Any]]:
     try:
-        return read_truth(path)
+        return read_truth(path, many=many)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--truth {path}: {exc}") from None
 
@@ -138,6 +155,8 @@ class _Plan:
     device: torch.device
     overwrite: bool  # outputs in --out may be replaced (--overwrite, or --resume)
     metrics: bool  # --truth given
+    peaks: PeakOptions | None
+    match_cutoffs: tuple[float, ...] | None
     settings: dict[str, Any]  # coordinates.json's settings, which --resume compares
 
 
@@ -208,6 +227,8 @@ def _plan(config: RunConfig, paths: Sequence[str | os.PathLike[str]]) -> _Plan:
         device=device,
         overwrite=config.overwrite or config.resume,
         metrics=config.truth is not None,
+        peaks=config.peaks,
+        match_cutoffs=config.match_cutoffs,
         settings=run_settings(config, paths, str(device), runs),
     )
 
@@ -227,6 +248,12 @@ def _check_config(config: RunConfig) -> tuple[DecoderSpec, ...]:
     runs = config.settings.resolved_runs()
     if not runs:
         raise UsageError("no decoder chosen")
+    whole = [r.label for r in runs if r.decoder in WHOLE_MAP_DECODERS]
+    if config.peaks is not None and whole:
+        raise UsageError(
+            f"{', '.join(whole)} sums over the whole map: it has no meaning at one peak of many; "
+            "with --peaks choose argmax, quarter, parabola, dark or local-softargmax"
+        )
     for run_ in runs:
         try:
             check_decoder(run_.decoder)
@@ -252,7 +279,8 @@ def _inputs(
     try:
         check_out_dir(out_dir, plan.formats, plan.overwrite, metrics=plan.metrics)
         check_output_entries(out_dir)
-        truth = _read_truth(config.truth) if config.truth is not None else None
+        many = config.peaks is not None  # any number of truth points per map
+        truth = _read_truth(config.truth, many) if config.truth is not None else None
         notes: list[str] = []
         sources, missing = discover_inputs(paths, out_dir, notes)
         if not sources:
@@ -301,6 +329,7 @@ def _decode_with_overlays(
             batch_bytes=config.batch_bytes,
             on_loaded=on_loaded,
             on_complete=_no_overlay if overlays is None else overlays.submit,
+            peaks=config.peaks,
         )
     finally:
         if overlays is not None:
@@ -322,12 +351,12 @@ def _build_report(
     config: RunConfig,
 ) -> RunReport:
     """Step 5: the records of the sources whose outputs are written, and the report."""
-    keep = _kept(decoding, todo, overlays)
+    keep = kept_sources(decoding, todo, overlays)
     overlay_errors = [] if overlays is None else overlays.failures()
     overlay_errors = [f for f in overlay_errors if f.source in keep]
     paths = {} if overlays is None else overlays.paths()
-    records = list(_missing_records(inputs.missing))
-    new = _new_records(decoding, overlay_errors, paths, config.frame)
+    records = list(missing_records(inputs.missing))
+    new = new_records(decoding, overlay_errors, paths, config.frame)
     for source in inputs.sources:
         if source.name in resumed.sources:
             records.append(resumed.sources[source.name])
@@ -346,46 +375,35 @@ def _build_report(
         overlay_errors=overlay_errors,
         notes=inputs.notes,
         frame=config.frame,
+        peaks=config.peaks,
     )
     if decoding.stopped in PARTIAL_STOPS:
         report.saved_sources = len(resumed.complete) + len(keep)
     return report
 
 
-def _kept(decoding: DecodeOutcome, todo: list[Source], overlays: OverlayWriter | None) -> set[str]:
-    """The sources whose results go into the outputs: all of them, unless the run
-    stopped early; then only whole ones, so that --resume can skip exactly those
-    and redo the rest. A source is whole once its overlays are drawn too (the
-    signal may have come before one was queued)."""
-    if decoding.stopped not in PARTIAL_STOPS:
-        return {s.name for s in todo}
-    keep = set(decoding.complete)
-    if overlays is not None:
-        queued = overlays.queued()
-        keep -= {r.source for r in decoding.results if r.name not in queued}
-    return keep
-
-
-def _missing_records(missing: list[Failure]) -> list[SourceRecord]:
-    return [SourceRecord(f.name, failures=[f]) for f in missing]
-
-
-def _new_records(
-    decoding: DecodeOutcome,
-    overlay_errors: list[Failure],
-    overlay_paths: dict[str, str],
-    frame: Frame,
-) -> dict[str, SourceRecord]:
-    """This run's records by source name: arrays, points and failures in order."""
-    records: dict[str, SourceRecord] = {}
-    for result in decoding.results:
-        record = records.setdefault(result.source, SourceRecord(result.source))
-        record.files.append(replace(result.record, overlay=overlay_paths.get(result.name)))
-        record.points.extend(iter_points([result], frame))
-    for failure in [*decoding.failures, *overlay_errors]:
-        source = failure.source or failure.name
-        records.setdefault(source, SourceRecord(source)).failures.append(failure)
-    return records
+def _metrics(
+    report: RunReport, points: list, truth: list[dict[str, Any]], plan: _Plan
+) -> dict[str, Callable[[Path], None]]:
+    """The run scored against ``truth`` (matching, in peaks mode), and its two
+    metrics files staged."""
+    try:
+        if plan.peaks is not None:
+            scored = evaluate_peaks(points, truth, plan.match_cutoffs)
+            report.evaluation = scored
+            write_csv_, write_json_ = write_peak_metrics_csv, write_peak_metrics_json
+        else:
+            scored = evaluate(points, truth)
+            report.evaluation = scored
+            write_csv_, write_json_ = write_metrics_csv, write_metrics_json
+    except ImportError as exc:  # scipy, for the matching
+        raise UsageError(f"--truth with --peaks: {exc}") from None
+    except ValueError as exc:  # e.g. two inputs with the same file name
+        raise UsageError(f"--truth: {exc}") from None
+    return {
+        METRICS_NAMES[0]: lambda path: write_csv_(path, scored),
+        METRICS_NAMES[1]: lambda path: write_json_(path, scored),
+    }
 
 
 def _write_outputs(
@@ -400,13 +418,7 @@ def _write_outputs(
     if "csv" in plan.formats or partial:
         staged[names["csv"]] = lambda path: write_csv(path, points)
     if inputs.truth is not None and not partial:
-        try:
-            evaluation = evaluate(points, inputs.truth)
-        except ValueError as exc:  # e.g. two inputs with the same file name
-            raise UsageError(f"--truth: {exc}") from None
-        report.evaluation = evaluation
-        staged[METRICS_NAMES[0]] = lambda path: write_metrics_csv(path, evaluation)
-        staged[METRICS_NAMES[1]] = lambda path: write_metrics_json(path, evaluation)
+        staged |= _metrics(report, points, inputs.truth, plan)
     report.elapsed = time.perf_counter() - started
     if "json" in plan.formats or partial:
         doc = document(report, plan.settings, CSV_COLUMNS, json_rows(points), torch.__version__)

@@ -171,6 +171,9 @@ _PRESETS: dict[str, dict[str, object]] = {
 }
 #: The names :func:`preset` knows, for the CLI's ``--kind`` choices.
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
+#: Every ``--kind``: the presets, and ``spots`` (many spots per map, written by
+#: :func:`heatdecode.spots.write_spots`, which reuses this module's helpers).
+KINDS: tuple[str, ...] = (*PRESET_NAMES, "spots")
 
 # Independent random streams, so that sets differing in one knob share
 # everything else: ``clean`` and ``noisy`` with one seed have the same centres,

@@ -26,6 +26,7 @@ CORE = (
     "frames",
     "failures",
     "results",
+    "matching",
 )
 
 BLOCKER = """

@@ -120,6 +120,12 @@ def run_summary(report: RunReport, numbers: dict[str, Any]) -> Table:
     table.add_row("failed files", str(numbers["failed_files"]))
     table.add_row("maps with NaN/Inf", str(numbers["nonfinite_maps"]))
     table.add_row("flat (constant) maps", str(numbers["flat_maps"]))
+    if "peaks_per_map" in numbers:
+        per_map = numbers["peaks_per_map"]
+        table.add_row("peaks per map", f"mean {per_map['mean']:.1f}, max {per_map['max']}")
+        table.add_row("maps without a peak", str(numbers["no_peak_maps"]))
+        if numbers["truncated_maps"]:
+            table.add_row("maps over --max-peaks", str(numbers["truncated_maps"]))
     for label, dist in numbers["distance_to_argmax_px"].items():
         table.add_row(f"argmax ↔ {label}", f"mean {dist['mean']:.3f} px, max {dist['max']:.3f} px")
     table.add_row("device", report.device)
@@ -148,12 +154,39 @@ def print_run_summary(report: RunReport, numbers: dict[str, Any], out: Path) -> 
     console = out_console()
     console.print(run_summary(report, numbers))
     console.print(layouts_table(report))
-    if report.evaluation is not None:
+    if report.evaluation is not None and report.peaks_mode:
+        console.print(matching_table(report.evaluation))
+    elif report.evaluation is not None:
         console.print(metrics_table(report.evaluation))
     for path in report.outputs:
         say(console, f"wrote {path}")
     if report.results and (out / "overlays").is_dir():
         say(console, f"wrote overlays under {out / 'overlays'}")
+
+
+def matching_table(evaluation: Any) -> Table:
+    """Peaks mode's scores against truth: per decoder and cutoff, pooled over maps
+    (``evaluation`` is a :class:`heatdecode.peak_evaluation.PeakEvaluation`)."""
+    from rich.table import Table
+
+    table = Table(title="Matching against truth (pooled over maps)")
+    for name in ("decoder", "cutoff", "TP", "FP", "FN", "precision", "recall", "F1", "mean d"):
+        table.add_column(name, justify="left" if name == "decoder" else "right")
+    for decoder, metrics in evaluation.decoders.items():
+        for s in metrics.pooled:
+            cells = [decoder, f"{s.cutoff:g}", str(s.tp), str(s.fp), str(s.fn)]
+            cells += [_show(v) for v in (s.precision, s.recall, s.f1, s.mean_distance)]
+            table.add_row(*cells)
+    integrals = ", ".join(
+        f"{d} {_show(m.f1_integral_pooled)}" for d, m in evaluation.decoders.items()
+    )
+    notes = [f"F1 integral over cutoffs 0..3: {integrals}"]
+    if evaluation.missing_truth:
+        notes.append(f"{len(evaluation.missing_truth)} decoded map(s) without truth: not scored")
+    if evaluation.missing_maps:
+        notes.append(f"{len(evaluation.missing_maps)} map(s) in the truth not decoded")
+    table.caption = "\n".join(notes)
+    return table
 
 
 def sweep_table(winners: dict[tuple[str, str], Any]) -> Table:

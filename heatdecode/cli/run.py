@@ -7,6 +7,7 @@ only then is :mod:`heatdecode.runner` imported and the run started.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -44,6 +45,7 @@ from heatdecode.cli.params import (
     value,
 )
 from heatdecode.frames import Frame, parse_per_axis
+from heatdecode.options import PEAK_DECODERS, PeakOptions
 from heatdecode.preflight import UsageError, check_out_dir, check_some_input_exists, parse_size
 
 if TYPE_CHECKING:
@@ -66,6 +68,48 @@ FormatOpt = Annotated[Format, typer.Option("--format", help="Which coordinate fi
 OverlaysOpt = Annotated[bool, typer.Option("--overlays/--no-overlays", help="Write overlay PNGs.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Stop at the first file that can't be decoded.")
+]
+PeaksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--peaks",
+        help="Every peak of each map (spots, bottom-up pose), each decoder at each; "
+        "rows gain their peak's rank. [default decoders: argmax, parabola]",
+    ),
+]
+MinDistanceOpt = Annotated[
+    int | None,
+    typer.Option(help="--peaks: peaks at least this far apart (Chebyshev px).", show_default="2"),
+]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(help="--peaks: keep peaks strictly above this value.", show_default="none"),
+]
+ThresholdRelOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="--peaks: keep peaks above this fraction of the map's maximum.", show_default="0.5"
+    ),
+]
+MaxPeaksOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="--peaks: most peaks kept per map (the highest); a map with more is warned about.",
+        show_default="1000",
+    ),
+]
+ExcludeBorderOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="--peaks: drop peaks this close to the edge (px), or none.", show_default="none"
+    ),
+]
+MatchCutoffOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="--peaks with --truth: match distances (px), comma-separated.",
+        show_default="0.5,1,2,3",
+    ),
 ]
 ResumeOpt = Annotated[
     bool,
@@ -99,10 +143,22 @@ def run_command(
     resume: ResumeOpt = False,
     max_map_bytes: MaxMapBytesOpt = "2G",
     batch_bytes: BatchBytesOpt = "256M",
+    peaks: PeaksOpt = False,
+    min_distance: MinDistanceOpt = None,
+    threshold: ThresholdOpt = None,
+    threshold_rel: ThresholdRelOpt = None,
+    max_peaks: MaxPeaksOpt = None,
+    exclude_border: ExcludeBorderOpt = None,
+    match_cutoff: MatchCutoffOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Decode heatmaps and write coordinates.csv, coordinates.json and overlays/ into --out."""
     frame = _frame(value(coords), stride, value(stride_offset), spacing)
+    given = {"--min-distance": min_distance, "--threshold": threshold}
+    given |= {"--threshold-rel": threshold_rel, "--max-peaks": max_peaks}
+    given |= {"--exclude-border": exclude_border, "--match-cutoff": match_cutoff}
+    peak_options = _peak_options(peaks, given)
+    cutoffs = _cutoffs(match_cutoff)
     formats = ("csv", "json") if fmt == Format.both else (fmt.value,)
     check_out_dir(out, formats, overwrite or resume, metrics=truth is not None)
     check_some_input_exists(paths)
@@ -111,11 +167,10 @@ def run_command(
 
     render.ignore_pillow_warnings()
     defaults = RunConfig()
+    chosen = defaults.settings.decoders if peak_options is None else PEAK_DECODERS
     settings = replace(
         defaults.settings,
-        decoders=tuple(dict.fromkeys(d.value for d in decoder))
-        if decoder
-        else defaults.settings.decoders,
+        decoders=tuple(dict.fromkeys(d.value for d in decoder)) if decoder else chosen,
         beta=beta,
         normalize=None if normalize is None else value(normalize),
         radius=radius,
@@ -136,10 +191,58 @@ def run_command(
         resume=resume,
         max_map_bytes=parse_size(max_map_bytes),
         batch_bytes=parse_size(batch_bytes),
+        peaks=peak_options,
+        match_cutoffs=cutoffs,
     )
     report = _execute(paths, out, config, quiet)
     _report(report, out, quiet)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _peak_options(peaks: bool, given: dict[str, object]) -> PeakOptions | None:
+    """Peaks mode's options; one given without ``--peaks`` is a usage error."""
+    if not peaks:
+        stray = [flag for flag, v in given.items() if v is not None]
+        if stray:
+            raise UsageError(f"{stray[0]} needs --peaks")
+        return None
+    border = given["--exclude-border"]
+    chosen = {
+        "min_distance": given["--min-distance"],
+        "threshold_abs": given["--threshold"],
+        "threshold_rel": given["--threshold-rel"],
+        "max_peaks": given["--max-peaks"],
+        "exclude_border": None if border is None else _border(str(border)),
+    }
+    # an explicit --threshold replaces the relative default, unless both are given
+    if chosen["threshold_abs"] is not None and chosen["threshold_rel"] is None:
+        chosen["threshold_rel"] = 0.0
+    return PeakOptions(**{k: v for k, v in chosen.items() if v is not None})
+
+
+def _border(text: str) -> int:
+    if text.strip().lower() in ("none", "no", "0"):
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(
+            f"--exclude-border takes a number of pixels or none, got {text!r}"
+        ) from None
+
+
+def _cutoffs(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--match-cutoff takes distances separated by commas, got {text!r}"
+        ) from None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise UsageError(f"--match-cutoff distances must be finite and > 0, got {text!r}")
+    return tuple(dict.fromkeys(values))
 
 
 def _frame(coords: str, stride: str | None, offset: str, spacing: str | None) -> Frame:
@@ -201,6 +304,13 @@ def _report(report: RunReport, out: Path, quiet: bool) -> None:
         )
     for failure in report.overlay_errors:
         render.say(err, f"error: {failure.name}: {failure.reason}")
+    for name, sample, channel in report.truncated():
+        limit = report.peaks.max_peaks
+        render.say(
+            err,
+            f"warning: {name}: sample {sample} channel {channel}: more than {limit} peaks "
+            "above the threshold; kept the highest (raise --max-peaks or the threshold)",
+        )
     if report.stopped:
         err.print(
             "stopped at the first bad file (--strict); outputs hold the files decoded before it"

@@ -21,22 +21,41 @@ def _dims(dims: int) -> int:
     return dims
 
 
+def _spots_per_map(spots: int | None) -> int | None:
+    if spots is not None and spots < 1:
+        raise Refused(f"--spots-per-map must be at least 1, got {spots}")
+    return spots
+
+
 OutArg = Annotated[Path, typer.Argument(help="Folder to write the heatmaps and truth.csv into.")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
 KindOpt = Annotated[
     str | None,
     typer.Option(
         help="A synthetic set instead of the mixed-format sample: "
-        "clean, noisy, low-contrast, quantized, two-peaks, border, anisotropic."
+        "clean, noisy, low-contrast, quantized, two-peaks, border, anisotropic, "
+        "spots (many spots per map, every one in truth.csv)."
     ),
 ]
 DimsOpt = Annotated[
-    int, typer.Option(help="2 (48x64 maps) or 3 (32³ volumes), with --kind.", callback=_dims)
+    int,
+    typer.Option(
+        help="2 or 3, with --kind: 48x64 maps or 32³ volumes; for spots 256x256 maps "
+        "or 48x64x64 (DxHxW) volumes.",
+        callback=_dims,
+    ),
 ]
 CountOpt = Annotated[int, typer.Option(help="Number of maps, with --kind.")]
-SigmaOpt = Annotated[float | None, typer.Option(help="Peak σ in px, with --kind.")]
+SigmaOpt = Annotated[float | None, typer.Option(help="Peak σ in px, with --kind (2; spots 1.5).")]
 NoiseOpt = Annotated[float | None, typer.Option(help="Noise std (peak = 1), with --kind.")]
 OffsetOpt = Annotated[float | None, typer.Option(help="Background offset, with --kind.")]
+SpotsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Spots per map, with --kind spots (100 in 2D, 60 in 3D; ≥ 4σ apart).",
+        callback=_spots_per_map,
+    ),
+]
 
 
 def sample_command(
@@ -48,31 +67,44 @@ def sample_command(
     sigma: SigmaOpt = None,
     noise: NoiseOpt = None,
     offset: OffsetOpt = None,
+    spots_per_map: SpotsOpt = None,
 ) -> None:
     """Write synthetic heatmaps with known peaks and truth.csv.
 
     Without --kind: the mixed-format sample (8/16-bit PNG, .npy, .npz, a 3D
     volume) that sample_data/ holds. With --kind: a set of one kind of map, to
-    measure where each decoder fails.
+    measure where each decoder fails; --kind spots: many spots per map, for
+    decoders that find every peak.
     """
+    if spots_per_map is not None and kind != "spots":
+        raise UsageError("--spots-per-map is only for --kind spots")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file, not a folder")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; choose a new folder so old maps don't mix in")
 
-    from heatdecode.sample import PRESET_NAMES, preset, write_sample, write_synthetic
+    from heatdecode.sample import KINDS, write_sample
 
     render.ignore_pillow_warnings()
     if kind is None:
         rows = write_sample(out, seed=seed)
-    else:
-        if kind not in PRESET_NAMES:
-            raise UsageError(f"unknown --kind {kind!r}; choose from {', '.join(PRESET_NAMES)}")
-        settings = preset(kind, dims)
-        given = {"sigma": sigma, "noise": noise, "offset": offset}
-        settings.update({k: v for k, v in given.items() if v is not None})
-        try:
-            rows = write_synthetic(out, seed=seed, count=count, **settings)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        typer.echo(f"wrote {len(rows)} maps and {out / 'truth.csv'}")
+        return
+    if kind not in KINDS:
+        raise UsageError(f"unknown --kind {kind!r}; choose from {', '.join(KINDS)}")
+    given = {"sigma": sigma, "noise": noise, "offset": offset}
+    knobs = {"seed": seed, "count": count, **{k: v for k, v in given.items() if v is not None}}
+    try:
+        if kind == "spots":
+            from heatdecode.spots import write_spots
+
+            rows = write_spots(out, dims=dims, spots_per_map=spots_per_map, **knobs)
+            maps = f"{count} map" + ("s" if count != 1 else "")
+            typer.echo(f"wrote {maps} with {len(rows)} spots and {out / 'truth.csv'}")
+            return
+        from heatdecode.sample import preset, write_synthetic
+
+        rows = write_synthetic(out, **{**preset(kind, dims), **knobs})
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("spots_per_map", "--spots-per-map")) from None
     typer.echo(f"wrote {len(rows)} maps and {out / 'truth.csv'}")

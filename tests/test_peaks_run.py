@@ -1,0 +1,117 @@
+"""``heatdecode run --peaks``: every peak of each map, each decoder at each, scored by matching."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heatdecode.cli import main
+from heatdecode.writers import CSV_COLUMNS
+
+
+def spots(shape: tuple[int, int], centres: list[tuple[float, float]], sigma: float = 1.5):
+    """A map with a unit Gaussian at each (x, y) centre, and those centres."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = np.zeros(shape)
+    for x, y in centres:
+        image += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    return image.astype(np.float32)
+
+
+CENTRES = [(10.3, 8.6), (30.8, 9.2), (20.1, 25.7), (45.5, 30.4)]
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    maps = np.zeros((4, 40, 56), np.float32)
+    maps[0] = spots((40, 56), CENTRES)
+    maps[1] = np.nan  # not decoded
+    maps[2] = 0.5  # flat
+    maps[3] = spots((40, 56), CENTRES[:1]) * 0.1  # one weak peak, below an absolute threshold
+    np.save(data / "m.npy", maps)
+    with open(tmp_path / "truth.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "sample", "channel", "x", "y"])
+        for x, y in CENTRES:
+            writer.writerow(["m.npy", 0, 0, x, y])
+        writer.writerow(["m.npy", 0, 3, *CENTRES[0]])
+    return data
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "coordinates.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_peak_gets_a_row_per_decoder_and_maps_without_peaks_say_why(folder, tmp_path):
+    out = tmp_path / "out"
+    args = ["run", str(folder), "--out", str(out), "--peaks", "--threshold", "0.3", "-q"]
+    assert main([*args, "-d", "argmax", "-d", "parabola"]) == 1  # the NaN map
+    found = rows(out)
+    assert tuple(found[0]) == CSV_COLUMNS and CSV_COLUMNS[:8] == (
+        "file", "sample", "channel", "decoder", "x", "y", "z", "score",
+    )  # fmt: skip
+    first = [r for r in found if r["channel"] == "0" and r["decoder"] == "parabola"]
+    assert [r["peak"] for r in first] == ["0", "1", "2", "3"]
+    got = sorted((float(r["x"]), float(r["y"])) for r in first)
+    for (x, y), (tx, ty) in zip(got, sorted(CENTRES), strict=True):
+        assert abs(x - tx) < 0.1 and abs(y - ty) < 0.1
+    by_channel = {r["channel"]: r for r in found if r["channel"] != "0"}
+    assert by_channel["1"]["status"] == "nonfinite" and by_channel["1"]["x"] == ""
+    assert by_channel["2"]["status"] == "flat" and by_channel["2"]["x"] == ""
+    assert by_channel["3"]["status"] == "no-peak" and by_channel["3"]["score"] != ""
+    document = json.loads((out / "coordinates.json").read_text())
+    assert document["settings"]["peaks"]["threshold_abs"] == 0.3
+    assert document["summary"]["peaks_per_map"]["max"] == 4
+    assert [p.name for p in (out / "overlays").iterdir()] == ["m.npy.png"]
+
+
+def test_whole_map_softargmax_is_a_usage_error_in_peaks_mode(folder, tmp_path, capsys):
+    code = main(["run", str(folder), "--out", str(tmp_path / "o"), "--peaks", "-d", "softargmax"])
+    assert code == 2
+    assert "no meaning at one peak" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_peak_options_without_peaks_are_a_usage_error(folder, tmp_path, capsys):
+    assert main(["run", str(folder), "--out", str(tmp_path / "o"), "--min-distance", "3"]) == 2
+    assert "--min-distance needs --peaks" in capsys.readouterr().err
+
+
+def test_a_map_with_more_peaks_than_max_peaks_keeps_the_highest_and_warns(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "noise.npy", rng.random((1, 200, 300), dtype=np.float32))
+    out = tmp_path / "out"
+    args = ["run", str(tmp_path / "noise.npy"), "--out", str(out), "--peaks", "-d", "argmax"]
+    assert main([*args, "--max-peaks", "50", "--threshold-rel", "0", "-q"]) == 0
+    assert len(rows(out)) == 50
+    assert "more than 50 peaks" in capsys.readouterr().err
+
+
+def test_truth_with_many_points_per_map_is_scored_by_matching(folder, tmp_path):
+    pytest.importorskip("scipy")
+    out = tmp_path / "out"
+    args = ["run", str(folder), "--out", str(out), "--peaks", "--threshold", "0.3", "-q"]
+    args += ["-d", "argmax", "-d", "parabola", "--truth", str(tmp_path / "truth.csv")]
+    assert main([*args, "--no-overlays"]) == 1
+    with open(out / "metrics.csv", newline="") as fh:
+        metrics = list(csv.DictReader(fh))
+    pooled = {(r["decoder"], float(r["cutoff"])): r for r in metrics if r["scope"] == "pooled"}
+    # channel 0: 4 of 4 found; channel 3: its one truth point has no peak above 0.3
+    assert pooled["parabola", 1.0]["tp"] == "4" and pooled["parabola", 1.0]["fn"] == "1"
+    assert pooled["parabola", 1.0]["fp"] == "0"
+    assert float(pooled["parabola", 0.5]["mean_distance"]) < 0.1
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["schema"] == "heatdecode.peak-metrics/1"
+
+
+def test_single_point_runs_write_peak_zero(folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", str(folder), "--out", str(out), "-q", "--no-overlays"]) == 1
+    assert {r["peak"] for r in rows(out)} == {"0"}
