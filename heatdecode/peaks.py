@@ -138,6 +138,10 @@ def find_peaks(
     drag a weak peak. ``border``/``skipped`` are the decoder's flags; the
     local soft-argmax normalises with the peak's value and the map's minimum.
     ``"softargmax"`` sums over the whole map: no meaning per peak, refused.
+    Mean error on noise-free σ=1.5 px Gaussian spots, many per map, ≥ 4σ
+    apart: parabola < 0.001 px; DARK 0.012 (2D), 0.017 (3D), as its
+    smoothing meets the mask at a close neighbour (< 0.001 with ``sigma=0``);
+    local soft-argmax (defaults) 0.04; quarter 0.2; the integer pixel 0.36.
 
     Not differentiable (the maps are detached). All work is batched: no
     loop over maps or peaks, only over chunks of maps or peaks for memory,
@@ -185,7 +189,7 @@ def find_peaks(
     threshold_rel = _finite("threshold_rel", threshold_rel)
     border = _border_widths(exclude_border, min_distance, spatial_dims)
     decoder, options = _refiner(refine, refine_options)
-    maps = heatmaps.detach().reshape(-1, spatial.numel())
+    maps = _widened(heatmaps.detach().reshape(-1, spatial.numel()))
     widths = torch.tensor(border[::-1], device=maps.device)
     found = detect(maps, spatial, min_distance, threshold_abs, threshold_rel, widths, num_peaks)
     cdtype = compute_dtype(maps.dtype, maps.device)
@@ -201,7 +205,7 @@ def find_peaks(
         spread = refined.spread
     return Peaks(
         coords=to_frame(pixel, spatial, frame),
-        score=maps[found.row, found.flat].to(cdtype),
+        score=torch.take(maps, found.row * maps.shape[1] + found.flat).to(cdtype),
         map_index=found.row,
         rank=found.rank,
         counts=found.counts.reshape(lead),
@@ -209,6 +213,16 @@ def find_peaks(
         skipped=skipped,
         spread=spread,
     )
+
+
+#: unsigned dtypes torch has few kernels for, and an exact wider dtype for each
+WIDENED = {torch.uint16: torch.int32, torch.uint32: torch.int64, torch.uint64: torch.float64}
+
+
+def _widened(maps: Tensor) -> Tensor:
+    """``maps`` in a dtype torch can filter and sort: 16- and 32-bit unsigned maps (16-bit
+    PNGs) as the next signed integer, exactly; 64-bit ones as float64 (exact to 2^53)."""
+    return maps.to(WIDENED[maps.dtype]) if maps.dtype in WIDENED else maps
 
 
 def _count(name: str, value: Any) -> int:
