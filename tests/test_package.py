@@ -27,6 +27,10 @@ CORE = (
     "failures",
     "results",
     "matching",
+    "peaks",
+    "peaks_detect",
+    "peaks_refine",
+    "peak_batches",
 )
 
 BLOCKER = """

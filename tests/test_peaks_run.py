@@ -115,3 +115,44 @@ def test_single_point_runs_write_peak_zero(folder, tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(folder), "--out", str(out), "-q", "--no-overlays"]) == 1
     assert {r["peak"] for r in rows(out)} == {"0"}
+
+
+def test_resume_in_peaks_mode_equals_an_uninterrupted_run(tmp_path):
+    from heatdecode.options import DecoderSelection, PeakOptions
+    from heatdecode.runner import Interrupted, RunConfig, run
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        np.save(data / f"f{i}.npy", spots((40, 56), CENTRES[: i + 1])[None])
+    settings = DecoderSelection(decoders=("argmax", "parabola"))
+    config = RunConfig(
+        settings=settings, peaks=PeakOptions(), overlays=False, workers=1, prefetch=1, batch_size=1
+    )
+    whole = tmp_path / "whole"
+    run([data], whole, config)
+
+    seen = []
+
+    def stop(source, items):
+        seen.append(source)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(Interrupted):
+        run([data], out, config, on_loaded=stop)
+    assert (out / "coordinates.partial.csv").exists()
+    from dataclasses import replace
+
+    run([data], out, replace(config, resume=True))
+    assert (out / "coordinates.csv").read_bytes() == (whole / "coordinates.csv").read_bytes()
+    a, b = (json.loads((d / "coordinates.json").read_text()) for d in (out, whole))
+    assert a["rows"] == b["rows"] and a["settings"] == b["settings"]
+
+
+def test_many_peaks_are_drawn_small_enough_to_tell_apart(tmp_path):
+    from heatdecode.overlays import _marker_radius
+
+    assert _marker_radius((512, 512), 1) >= 7
+    assert 3 <= _marker_radius((512, 512), 150) <= 11
