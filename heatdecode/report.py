@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heatdecode import __version__
+from heatdecode.comparison import distance_stats, distances, status_counts
 from heatdecode.evaluate import Evaluation
-from heatdecode.frames import Frame, apply_frame
+from heatdecode.frames import Frame
 from heatdecode.results import ArrayResult, Failure, SourceRecord, iter_points, nonfinite_maps
 from heatdecode.writers import JSON_SCHEMA
 
@@ -179,10 +180,9 @@ def totals(report: RunReport) -> dict[str, Any]:
         "nonfinite_maps": statuses.count("nonfinite"),
         "flat_maps": statuses.count("flat"),
         "distance_to_argmax_px": {
-            label: {"mean": float(d.mean()), "max": float(d.max())}
-            for label, d in report.distances().items()
-            if len(d)
+            label: distance_stats(d) for label, d in report.distances().items() if len(d)
         },
+        "status_counts": status_counts(report.points, report.labels),
         **(peak_totals(report, first) if report.peaks_mode else {}),
     }
 
@@ -203,41 +203,6 @@ def peak_totals(report: RunReport, first: str | None) -> dict[str, Any]:
         "no_peak_maps": int(np.count_nonzero(values == 0)),
         "truncated_maps": len(report.truncated()),
     }
-
-
-def distances(records: Sequence[SourceRecord], frame: Frame) -> dict[str, np.ndarray]:
-    """Each decoder's distance to argmax in heatmap pixels, from the points: the
-    frame's per-axis scale is undone, so old (resumed) and new points count alike."""
-    parts: dict[str, list[float]] = {}
-    for record in records:
-        scale = {f.name: _pixel_scale(f.spatial_shape, frame) for f in record.files}
-        # by map and peak: in peaks mode every decoder refines the same integer peaks
-        maps: dict[tuple[str, int, int, int], dict[str, np.ndarray]] = {}
-        for p in record.points:
-            if p.coords is None or p.file not in scale:
-                continue
-            point = (*p.key, p.point)
-            maps.setdefault(point, {})[p.decoder] = np.asarray(p.coords, dtype=np.float64)
-        for (file, _, _, _), by_label in maps.items():
-            reference = by_label.get("argmax")
-            if reference is None:
-                continue
-            for label, xyz in by_label.items():
-                if label != "argmax":
-                    d = np.linalg.norm((xyz - reference) * scale[file][: len(xyz)])
-                    parts.setdefault(label, []).append(float(d))
-    return {label: np.asarray(d) for label, d in parts.items()}
-
-
-def _pixel_scale(spatial_shape: Sequence[int], frame: Frame) -> np.ndarray:
-    """Heatmap pixels per output unit on each axis (x, y[, z]); 0 where the axis
-    has no extent in the frame (a 1-pixel axis in normalized coordinates)."""
-    d = len(spatial_shape)
-    ends = apply_frame(np.vstack([np.zeros(d), np.eye(d)]), tuple(spatial_shape), frame)
-    step = np.abs(np.diag(ends[1:] - ends[0]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = np.where((step > 0) & np.isfinite(step), 1.0 / step, 0.0)
-    return inverse
 
 
 def run_settings(

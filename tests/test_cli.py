@@ -698,3 +698,25 @@ def test_main_leaves_no_process_wide_trace(tmp_path):
     assert main(["--version"]) == 0
     assert list(warnings.filters) == filters
     assert signal.getsignal(signal.SIGTERM) == handler
+
+
+def test_sweep_without_the_plot_extra_exits_0_with_a_warning(
+    clean_set, tmp_path, capsys, monkeypatch
+):
+    import heatdecode.sweep as sweep
+
+    def no_matplotlib(path, points):
+        raise ImportError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(sweep, "plot_sweep", no_matplotlib)
+    out = tmp_path / "sweep"
+    args = ["sweep", str(clean_set), "--truth", str(clean_set / "truth.csv"), "--out", str(out)]
+    assert main([*args, "--beta", "5,15", "-q"]) == 0
+    assert "pip install 'heatdecode[plot]'" in capsys.readouterr().err
+    assert (out / "sweep.csv").exists() and not (out / "sweep.png").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["bench"], ["sample"]])
+def test_dash_h_is_help(command, capsys):
+    assert main([*command, "-h"]) == 0
+    assert "Usage: heatdecode" in capsys.readouterr().out

@@ -38,6 +38,7 @@ app = typer.Typer(
     name="heatdecode",
     help="Turn heatmaps (.npy, .npz, .png, .tif) into coordinates, 2D and 3D.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
 )

@@ -127,11 +127,78 @@ def run_summary(report: RunReport, numbers: dict[str, Any]) -> Table:
         if numbers["truncated_maps"]:
             table.add_row("maps over --max-peaks", str(numbers["truncated_maps"]))
     for label, dist in numbers["distance_to_argmax_px"].items():
-        table.add_row(f"argmax ↔ {label}", f"mean {dist['mean']:.3f} px, max {dist['max']:.3f} px")
+        spread = f"mean {dist['mean']:.3f}, p95 {dist['p95']:.3f}, max {dist['max']:.3f} px"
+        table.add_row(f"argmax ↔ {label}", spread)
     table.add_row("device", report.device)
     table.add_row("time", f"{report.elapsed:.2f} s")
     if numbers["maps_per_second"] is not None:
         table.add_row("maps/s", f"{numbers['maps_per_second']:,.0f}")
+    return table
+
+
+def agreement_tables(report: RunReport, numbers: dict[str, Any]) -> list[Table]:
+    """Where the decoders disagree: rows of each status per decoder, the mean
+    distance to argmax per channel (at most 40 channels), the worst maps.
+    Each fits in 80 columns."""
+    from heatdecode.comparison import per_channel, worst_maps
+
+    tables = [status_table(numbers["status_counts"])]
+    channels = per_channel(report.records, report.frame)
+    if channels is not None and len(channels) > 1:
+        tables.append(channel_table(channels))
+    worst = worst_maps(report.records, report.frame)
+    if worst:
+        tables.append(worst_table(worst))
+    return tables
+
+
+def status_table(counts: dict[str, dict[str, int]]) -> Table:
+    """Rows of each status, one line per decoder; only statuses that occur."""
+    from rich.table import Table
+
+    from heatdecode.status import STATUSES
+
+    present = [s for s in STATUSES if any(s in c for c in counts.values())]
+    table = Table(title="rows by status", title_justify="left")
+    table.add_column("decoder")
+    for status in present:
+        table.add_column(status, justify="right")
+    for label, c in counts.items():
+        table.add_row(display_name(label), *(str(c.get(s, 0)) for s in present))
+    return table
+
+
+def channel_table(channels: dict[int, dict[str, float]]) -> Table:
+    """Mean distance to argmax (px) per channel, one column per decoder."""
+    from rich.table import Table
+
+    labels = list(dict.fromkeys(label for c in channels.values() for label in c))
+    table = Table(title="mean px to argmax, by channel", title_justify="left")
+    table.add_column("channel", justify="right")
+    for label in labels:
+        table.add_column(display_name(label)[:14], justify="right")
+    for channel, by_label in channels.items():
+        table.add_row(str(channel), *(_show(by_label.get(label)) for label in labels))
+    return table
+
+
+def worst_table(worst: list[Any]) -> Table:
+    """The maps where the decoders disagree most, then flagged ones."""
+    from rich.table import Table
+
+    table = Table(
+        title="maps to look at (largest disagreement, then flagged)", title_justify="left"
+    )
+    for name in ("file", "n", "c", "peak", "px", "decoder", "status"):
+        table.add_column(name, justify="left" if name in ("file", "decoder", "status") else "right")
+    for w in worst:
+        name = display_name(w.file)
+        name = name if len(name) <= 24 else "…" + name[-23:]
+        distance = "–" if w.distance is None else f"{w.distance:.2f}"
+        decoder = "–" if w.decoder is None else display_name(w.decoder)[:16]
+        table.add_row(
+            name, str(w.sample), str(w.channel), str(w.point), distance, decoder, w.status
+        )
     return table
 
 
@@ -154,6 +221,8 @@ def print_run_summary(report: RunReport, numbers: dict[str, Any], out: Path) -> 
     console = out_console()
     console.print(run_summary(report, numbers))
     console.print(layouts_table(report))
+    for extra in agreement_tables(report, numbers):
+        console.print(extra)
     if report.evaluation is not None and report.peaks_mode:
         console.print(matching_table(report.evaluation))
     elif report.evaluation is not None:
