@@ -38,7 +38,7 @@ def map_distances(
     """
     out: dict[PointKey, dict[str, float]] = {}
     for record in records:
-        scale = {f.name: _pixel_scale(f.spatial_shape, frame) for f in record.files}
+        scale = {f.name: pixel_scale(f.spatial_shape, frame) for f in record.files}
         maps: dict[PointKey, dict[str, np.ndarray]] = {}
         for p in record.points:
             if p.coords is not None and p.file in scale:
@@ -145,7 +145,7 @@ def worst_maps(
     return worst
 
 
-def _pixel_scale(spatial_shape: Sequence[int], frame: Frame) -> np.ndarray:
+def pixel_scale(spatial_shape: Sequence[int], frame: Frame) -> np.ndarray:
     """Heatmap pixels per output unit on each axis (x, y[, z]); 0 where the axis
     has no extent in the frame (a 1-pixel axis in normalized coordinates)."""
     d = len(spatial_shape)

@@ -74,6 +74,21 @@ class Frame:
         if self.spacing is not None and self.coords.startswith("normalized"):
             raise ValueError("spacing is for physical units; it can't go with normalized coords")
 
+    def misfit(self, spatial_dims: int) -> str | None:
+        """Why maps of ``spatial_dims`` axes can't be reported in this frame (a
+        per-axis stride or spacing of another length), or ``None``.
+
+        Example:
+            >>> Frame(stride=(4.0, 4.0, 2.0)).misfit(2)
+            '--stride has 3 values (x,y,z) but this map has 2 axes'
+        """
+        for name, values in (("stride", self.stride), ("spacing", self.spacing)):
+            if values and len(values) > 1 and len(values) != spatial_dims:
+                axes = ",".join("xyz"[: len(values)])
+                count = len(values)
+                return f"--{name} has {count} values ({axes}) but this map has {spatial_dims} axes"
+        return None
+
     def describe(self) -> dict[str, object]:
         """The frame in words and numbers, for the JSON output."""
         return {

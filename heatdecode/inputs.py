@@ -16,7 +16,7 @@ from heatdecode.writers import JSON_SCHEMA
 
 #: what a run writes into --out: only these are left out when --out is (inside) an input
 OWN_FOLDERS = ("overlays",)
-OWN_FILES = ("sweep.png",)  # the only output with a heatmap suffix besides the overlays
+OWN_FILES = ("sweep.png", "comparison.png")  # outputs with a heatmap suffix, besides overlays
 
 
 def discover_inputs(

@@ -26,6 +26,7 @@ from heatdecode.batching import (  # noqa: F401  (BATCH_BYTES, OutOfMemory re-ex
     OutOfMemory,
     Work,
 )
+from heatdecode.frames import Frame
 from heatdecode.loading import MAX_MAP_BYTES, HeatmapArray, LoadFailure, Source, load_source
 from heatdecode.options import (  # noqa: F401  (the old names are re-exported)
     DecoderRun,
@@ -159,6 +160,7 @@ def decode_sources(
     on_loaded: Callable[[Source, list[HeatmapArray | LoadFailure]], None] | None = None,
     on_complete: Callable[[ArrayResult, np.ndarray], None] | None = None,
     peaks: PeakOptions | None = None,
+    frame: Frame | None = None,
 ) -> DecodeOutcome:
     """Load, batch and decode every source.
 
@@ -175,6 +177,8 @@ def decode_sources(
             depend on it.
         peaks: peaks mode: every peak of every map, each decoder applied at
             each (results' ``peaks`` instead of ``columns``).
+        frame: the output frame: an array it can't describe (a per-axis
+            ``--stride`` of 3 values on a 2D map) fails alone, with that reason.
 
     A KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one) stops the run
     within one batch: reads in flight stop at their next piece of data, queued
@@ -200,7 +204,10 @@ def decode_sources(
     reader = _Prefetcher(sources, layout, max_map_bytes, workers, prefetch)
     try:
         specs = settings.resolved_runs()
-        stopped = _read_all(reader, batcher, specs, tally, strict, on_loaded, peaks is not None)
+        fits = frame.misfit if frame is not None else (lambda dims: None)
+        stopped = _read_all(
+            reader, batcher, specs, tally, strict, on_loaded, peaks is not None, fits
+        )
         if stopped is None:
             batcher.finish()
     except KeyboardInterrupt:
@@ -227,9 +234,11 @@ def _read_all(
     strict: bool,
     on_loaded: Callable[[Source, list[HeatmapArray | LoadFailure]], None] | None,
     peaks: bool,
+    misfit: Callable[[int], str | None],
 ) -> str | None:
     """Hand every array read to the batcher; ``"strict"`` if a bad file stopped it."""
     for source, items in reader:
+        items = [_fitted(item, misfit) for item in items]
         if on_loaded is not None:
             on_loaded(source, items)
         for item in items:
@@ -241,3 +250,13 @@ def _read_all(
         if strict and any(isinstance(i, LoadFailure) for i in items):
             return "strict"
     return None
+
+
+def _fitted(
+    item: HeatmapArray | LoadFailure, misfit: Callable[[int], str | None]
+) -> HeatmapArray | LoadFailure:
+    """The array, or its failure when the output frame can't describe its maps."""
+    if isinstance(item, LoadFailure):
+        return item
+    why = misfit(item.maps.ndim - 2)
+    return item if why is None else LoadFailure(item.name, why)

@@ -330,6 +330,7 @@ def _decode_with_overlays(
             on_loaded=on_loaded,
             on_complete=_no_overlay if overlays is None else overlays.submit,
             peaks=config.peaks,
+            frame=config.frame,
         )
     finally:
         if overlays is not None:

@@ -1090,3 +1090,22 @@ def test_a_tree_deeper_than_the_path_limit_is_reported_and_the_rest_decoded(
         ": path too long to open (over the system's limit)"
     )
     assert files == {"a/" * 1100 + "x.npy"}
+
+
+def test_a_per_axis_stride_that_does_not_fit_a_file_fails_that_file_alone(tmp_path, capsys):
+    """A 3-value --stride on a folder of 2D and 3D maps: the 2D ones fail with the
+    reason (no traceback), the volume is decoded and written."""
+    flat = np.zeros((6, 8), np.float32)
+    flat[2, 3] = 1
+    volume = np.zeros((1, 1, 5, 6, 8), np.float32)
+    volume[0, 0, 2, 3, 4] = 1
+    np.save(tmp_path / "image.npy", flat)
+    np.save(tmp_path / "volume.npy", volume)
+    out = tmp_path / "out"
+    code = main(["run", str(tmp_path), "--out", str(out), "--stride", "4,4,2", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "image.npy: --stride has 3 values (x,y,z) but this map has 2 axes" in err
+    with open(out / "coordinates.csv", newline="") as fh:
+        files = {row["file"] for row in csv.DictReader(fh)}
+    assert files == {"volume.npy"}

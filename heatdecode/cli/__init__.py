@@ -25,6 +25,7 @@ import typer
 from heatdecode import __version__
 from heatdecode.atomic import OutputError
 from heatdecode.cli.bench import bench_command
+from heatdecode.cli.compare import compare_command
 from heatdecode.cli.render import err_console, say
 from heatdecode.cli.run import run_command
 from heatdecode.cli.sample import sample_command
@@ -46,6 +47,7 @@ app.command("run")(run_command)
 app.command("sweep")(sweep_command)
 app.command("bench")(bench_command)
 app.command("sample")(sample_command)
+app.command("compare")(compare_command)
 
 
 def _version(value: bool) -> None:

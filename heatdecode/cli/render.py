@@ -340,3 +340,94 @@ def _show(value: float | None, digits: int = 3, signed: bool = False) -> str:
     if value is None:
         return "–"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def print_comparison(
+    run: Any, columns: list[str], rows: list[dict[str, Any]], worst: int, by: str, chosen: Any
+) -> None:
+    """``heatdecode compare``'s tables: decoder pairs, rows by status, by channel
+    or file, and the worst maps."""
+    import numpy as np
+
+    from heatdecode.comparison import per_channel, status_counts, worst_maps
+
+    console = out_console()
+    console.print(pair_table(columns, rows))
+    labels = [x for x in run.labels if chosen is None or x in chosen]
+    points = [p for r in run.records for p in r.points]
+    console.print(status_table(status_counts(points, labels)))
+    if by == "channel":
+        channels = per_channel(run.records, run.frame)
+        if channels is not None:
+            console.print(channel_table(channels))
+    else:
+        console.print(file_table(columns, rows, np))
+    if worst:
+        found = worst_maps(run.records, run.frame, worst)
+        if found:
+            console.print(worst_table(found))
+
+
+def pair_table(columns: list[str], rows: list[dict[str, Any]]) -> Table:
+    """Distance statistics (px) of every pair of decoders, over the points both decoded."""
+    import numpy as np
+    from rich.table import Table
+
+    table = Table(title="distance between decoders (px)", title_justify="left")
+    for name in ("pair", "points", "mean", "median", "p95", "max"):
+        table.add_column(name, justify="left" if name == "pair" else "right")
+    for pair in (c for c in columns if "~" in c):
+        values = np.asarray([r[pair] for r in rows if r[pair] is not None], dtype=np.float64)
+        if not len(values):
+            table.add_row(display_name(pair)[:32], "0", "–", "–", "–", "–")
+            continue
+        stats = (values.mean(), np.median(values), np.percentile(values, 95), values.max())
+        table.add_row(display_name(pair)[:32], str(len(values)), *(f"{v:.3f}" for v in stats))
+    return table
+
+
+def file_table(columns: list[str], rows: list[dict[str, Any]], np: Any) -> Table:
+    """Mean distance (px) of every decoder pair, file by file."""
+    from rich.table import Table
+
+    pairs = [c for c in columns if "~" in c]
+    table = Table(title="mean px between decoders, by file", title_justify="left")
+    table.add_column("file")
+    for pair in pairs:
+        table.add_column(display_name(pair)[:20], justify="right")
+    files: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        files.setdefault(row["file"], []).append(row)
+    for file, group in files.items():
+        means = []
+        for pair in pairs:
+            values = [r[pair] for r in group if r[pair] is not None]
+            means.append(_show(float(np.mean(values))) if values else "–")
+        name = display_name(file)
+        table.add_row(name if len(name) <= 24 else "…" + name[-23:], *means)
+    return table
+
+
+def comparison_png(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path | None:
+    """Histograms of every decoder pair's distances (log counts); ``None``
+    without matplotlib (the plot extra), after a warning."""
+    try:
+        import matplotlib
+    except ImportError:
+        say(err_console(), "warning: comparison.png not drawn: pip install 'heatdecode[plot]'")
+        return None
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from heatdecode.atomic import atomic_write
+
+    pairs = [c for c in columns if "~" in c]
+    fig, axes = plt.subplots(1, max(1, len(pairs)), figsize=(3.2 * max(1, len(pairs)), 2.8))
+    for ax, pair in zip(list(getattr(axes, "flat", [axes])), pairs, strict=False):
+        ax.hist([r[pair] for r in rows if r[pair] is not None], bins=40, log=True)
+        ax.set_title(pair, fontsize=8)
+        ax.set_xlabel("px")
+    fig.tight_layout()
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"), binary=True)
+    plt.close(fig)
+    return path

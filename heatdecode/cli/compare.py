@@ -1,0 +1,70 @@
+"""``heatdecode compare OUT``: where a finished run's decoders disagree, from its
+outputs (``coordinates.json``), without decoding again."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from heatdecode.cli import render
+from heatdecode.preflight import UsageError
+
+
+class By(str, Enum):
+    channel = "channel"
+    file = "file"
+
+
+OutArg = Annotated[Path, typer.Argument(help="A finished run's --out folder.")]
+WorstOpt = Annotated[int, typer.Option(help="How many maps to list where decoders disagree most.")]
+ByOpt = Annotated[By, typer.Option(help="Group the mean distances by channel or by file.")]
+DecodersOpt = Annotated[
+    str | None,
+    typer.Option(help="Only these decoder labels, comma-separated.", show_default="all"),
+]
+
+
+def compare_command(
+    out: OutArg,
+    worst: WorstOpt = 10,
+    by: ByOpt = By.channel,
+    decoders: DecodersOpt = None,
+) -> None:
+    """Compare the decoders of a finished run: distances between every pair, rows by
+    status, per channel (or file), the worst maps; writes comparison.csv (and
+    comparison.png with the plot extra).
+
+    Example: heatdecode compare out --worst 20 --by file
+    """
+    if worst < 0:
+        raise UsageError(f"--worst must be at least 0, got {worst}")
+    from heatdecode.compare import (
+        COMPARISON_NAME,
+        compare_rows,
+        comparison_columns,
+        read_run,
+        write_comparison_csv,
+    )
+
+    try:
+        run = read_run(out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    chosen = None if decoders is None else [d.strip() for d in decoders.split(",")]
+    unknown = [d for d in chosen or [] if d not in run.labels]
+    if unknown:
+        raise UsageError(
+            f"--decoders: {', '.join(unknown)} did not run (ran: {', '.join(run.labels)})"
+        )
+    columns = comparison_columns(run, chosen)
+    rows = compare_rows(run, chosen)
+    written = [write_comparison_csv(out / COMPARISON_NAME, columns, rows)]
+    picture = render.comparison_png(out / "comparison.png", columns, rows)
+    if picture is not None:
+        written.append(picture)
+    render.print_comparison(run, columns, rows, worst, by.value, chosen)
+    for path in written:
+        render.say(render.out_console(), f"wrote {path}")
