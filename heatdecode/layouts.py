@@ -76,6 +76,38 @@ def resolve_layout(layout: str, ndim: int, default: str | None = None) -> str:
     return layout
 
 
+def doubtful_guess(shape: tuple[int, ...], layout: str) -> str | None:
+    """A warning when the ``auto`` guess ``layout`` looks wrong for ``shape``, or
+    ``None``: a last axis much smaller than the two before it reads like
+    channels last (an ``(N, H, W, C)`` pose file read as NCHW gives maps of W×C),
+    and four axes all volume-sized read like one ``(C, D, H, W)`` volume set.
+
+    Example:
+        >>> doubtful_guess((500, 64, 48, 17), "NCHW").endswith("channels last? pass --layout NHWC")
+        True
+        >>> doubtful_guess((500, 17, 64, 48), "NCHW") is None
+        True
+    """
+    if layout in ("CHW", "NCHW") and len(shape) == len(layout):
+        last, before = shape[-1], min(shape[-3:-1])
+        if last * 2 < before:
+            suggestion = "HWC" if layout == "CHW" else "NHWC"
+            return (
+                f"the last axis ({last}) is much smaller than the two before it: "
+                f"channels last? pass --layout {suggestion}"
+            )
+    if layout == "NCHW" and len(shape) == 4 and min(shape[1:]) >= VOLUME_AXIS:
+        return (
+            f"the three trailing axes {shape[1:]} are all volume-sized: one volume per "
+            "channel? pass --layout CDHW"
+        )
+    return None
+
+
+#: the size from which an axis looks like a volume's depth rather than channels
+VOLUME_AXIS = 32
+
+
 def spatial_dims(layout: str) -> int:
     """2 for images, 3 for volumes (layouts with a ``D``)."""
     return 3 if "D" in layout else 2

@@ -35,7 +35,13 @@ from heatdecode.discovery import (  # noqa: F401  (re-exported: loading's names 
 from heatdecode.failures import Failure
 from heatdecode.guards import Cancelled, LoadError, check_budget, short_reason, show_bytes
 from heatdecode.images import load_image
-from heatdecode.layouts import LayoutError, resolve_layout, spatial_dims, to_canonical
+from heatdecode.layouts import (
+    LayoutError,
+    doubtful_guess,
+    resolve_layout,
+    spatial_dims,
+    to_canonical,
+)
 from heatdecode.preflight import MISSING, parse_size  # noqa: F401  (re-exported)
 
 #: the default of ``max_map_bytes``: the most one array (a file, or one ``.npz``
@@ -311,7 +317,12 @@ def prepare(name: str, array: np.ndarray, layout: str, default: str | None = Non
         maps = to_canonical(array, resolved)
     except LayoutError as exc:
         raise LoadError(f"{exc} (shape {array.shape})") from None
-    return HeatmapArray(name, resolved, tuple(array.shape), _as_float(maps))
+    guessed = layout == "auto" and default is None
+    doubt = doubtful_guess(tuple(array.shape), resolved) if guessed else None
+    item = HeatmapArray(name, resolved, tuple(array.shape), _as_float(maps))
+    if doubt is not None:
+        item.warnings.append(f"layout guessed as {resolved}, but {doubt}")
+    return item
 
 
 def load_source(

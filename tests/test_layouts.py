@@ -249,3 +249,31 @@ def test_to_canonical_random_layouts_and_sizes(layout_and_sizes):
     expected = expected_canonical(layout, sizes)
     assert out.shape == expected.shape
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("shape", "hint"),
+    [
+        ((6, 32, 24, 5), "--layout NHWC"),  # pose maps saved channels last
+        ((32, 24, 5), "--layout HWC"),
+        ((5, 40, 48, 48), "--layout CDHW"),  # a CT-shaped C, D, H, W set
+    ],
+)
+def test_an_auto_guess_that_looks_wrong_is_warned_about_and_recorded(tmp_path, capsys, shape, hint):
+    import json
+
+    from heatdecode.cli import main
+
+    np.save(tmp_path / "m.npy", np.random.default_rng(0).random(shape, dtype=np.float32))
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "m.npy"), "--out", str(out), "-q", "--no-overlays"]) == 0
+    assert hint in capsys.readouterr().err
+    [entry] = json.loads((out / "coordinates.json").read_text())["files"]
+    assert any(hint in w for w in entry["warnings"])
+
+
+@pytest.mark.parametrize("shape", [(6, 17, 32, 24), (17, 32, 24), (2, 3, 20, 28, 36)])
+def test_ordinary_shapes_get_no_layout_warning(shape):
+    from heatdecode.layouts import AUTO_LAYOUTS, doubtful_guess
+
+    assert doubtful_guess(shape, AUTO_LAYOUTS[len(shape)]) is None
