@@ -20,6 +20,7 @@ import numpy as np
 from heatdecode.atomic import atomic_write
 from heatdecode.overlays import overlay_path, render_overlay
 from heatdecode.results import OVERLAY_FAILED, ArrayResult, Failure, PeakColumns
+from heatdecode.status import STATUSES
 
 
 class OverlayWriter:
@@ -102,15 +103,26 @@ def _draw(
         points[name] = coords
     for name, found in (result.peaks or {}).items():
         points[name] = _padded(found, result.maps, result.spatial_dims)
-    if result.samples == 1:
-        labels = [f"c{c}" for c in range(result.channels)]
-    else:
-        labels = [f"n{n} c{c}" for n in range(result.samples) for c in range(result.channels)]
+    labels = [_caption(result, m) for m in range(result.maps)]
     image = render_overlay(flat_maps, points, f"{result.name}  [{result.layout}]", labels, legend)
     # root: every folder under out_dir is opened without following symlinks
     save = lambda fh: image.save(fh, format="PNG", compress_level=1)  # noqa: E731
     atomic_write(path, save, binary=True, root=out_dir)
     return path
+
+
+def _caption(result: ArrayResult, m: int) -> str:
+    """A panel's title: ``n``/``c``, the map's score, and its most serious
+    status when it isn't ``ok`` (single-point runs)."""
+    n, c = divmod(m, result.channels)
+    where = f"c{c}" if result.samples == 1 else f"n{n} c{c}"
+    maximum = result.per_map.maximum[m]
+    first = next(iter(result.columns.values()), None)
+    score = first.score[m] if first is not None else maximum
+    text = f"{where} {score:.3g}" if np.isfinite(score) else where
+    statuses = [result.status(m, label) for label in result.columns]
+    flagged = min(statuses, key=STATUSES.index, default="ok")
+    return text if flagged == "ok" else f"{text} {flagged}"
 
 
 def _padded(found: PeakColumns, maps: int, dims: int) -> np.ndarray:

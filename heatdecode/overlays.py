@@ -271,8 +271,10 @@ def render_overlay(
     rows = int(np.ceil(shown / cols))
     tw = max(t.width for t in tiles)
     th = max(t.height for t in tiles)
-    gap, header, footer = 6, 24, 26
+    gap, header = 6, 24
     width = max(cols * (tw + gap) + gap, 360)
+    entries = tuple((name, (legend or {}).get(name, name)) for name in points)
+    footer = _legend_layout(entries, width, gap)[1]
     height = header + rows * (th + gap) + gap + footer
     canvas = Image.new("RGB", (width, height), (40, 40, 40))
     for i, tile in enumerate(tiles):
@@ -281,7 +283,6 @@ def render_overlay(
     draw = ImageDraw.Draw(canvas)
     heading = title if shown == total else f"{title}  (first {shown} of {total} maps)"
     draw.text((gap, 4), heading, fill=(255, 255, 255), font=_font(14))
-    entries = tuple((name, (legend or {}).get(name, name)) for name in points)
     canvas.paste(_legend_strip(entries, width, footer, gap), (0, height - footer))
     return canvas
 
@@ -306,17 +307,36 @@ def _legend_strip(
     strip = Image.new("RGB", (width, height), (40, 40, 40))
     draw = ImageDraw.Draw(strip)
     font = _font(12)
-    x, y = gap, 4
-    for name, text in entries:
+    places, _ = _legend_layout(entries, width, gap)
+    for (name, text), (x, y) in zip(entries, places, strict=True):
         shape, colour = MARKERS.get(name, _FALLBACK_MARKER)
         _draw_marker(draw, x + 8, y + 8, shape, colour, 6)
         draw.text((x + 20, y + 1), text, fill=(255, 255, 255), font=font)
-        x += 32 + int(draw.textlength(text, font=font))
     with _LEGENDS_LOCK:
         if len(_LEGENDS) >= 64:
             _LEGENDS.clear()
         _LEGENDS[key] = strip
     return strip
+
+
+LEGEND_ROW = 22
+
+
+def _legend_layout(
+    entries: tuple[tuple[str, str], ...], width: int, gap: int
+) -> tuple[list[tuple[int, int]], int]:
+    """Where each legend entry goes, wrapping onto new rows so every decoder
+    drawn is listed, and the strip's height."""
+    font = _font(12)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    places, x, y = [], gap, 4
+    for _, text in entries:
+        size = 32 + int(measure.textlength(text, font=font))
+        if x > gap and x + size > width - gap:
+            x, y = gap, y + LEGEND_ROW
+        places.append((x, y))
+        x += size
+    return places, y + LEGEND_ROW + 4
 
 
 def overlay_path(out_dir: Path, name: str) -> Path:

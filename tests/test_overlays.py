@@ -94,3 +94,33 @@ def test_overlay_path_of_a_name_too_long_for_a_file_is_cut_and_hashed():
     other = overlay_path(Path("out"), f"sub/{long[:-5]}x.npy")
     assert other != path  # the hash tells names with the same prefix apart
     assert overlay_path(Path("out"), "a" * 247 + ".npy").name == "a" * 247 + ".npy.png"  # fits
+
+
+def test_the_legend_wraps_so_every_decoder_drawn_is_listed():
+    from heatdecode.overlays import _legend_layout
+
+    entries = tuple(
+        (name, f"{name} (beta=20, minmax, r=2)")
+        for name in ("argmax", "softargmax", "local-softargmax", "quarter", "parabola", "dark")
+    )
+    places, height = _legend_layout(entries, 360, 6)
+    assert len(places) == 6 and len({y for _, y in places}) > 1
+    assert all(x < 360 for x, _ in places)
+    assert height > 26
+
+
+def test_a_panel_title_carries_the_score_and_a_flagged_status(tmp_path):
+    from heatdecode.loading import Source
+    from heatdecode.options import DecoderSelection
+    from heatdecode.overlay_writer import _caption
+    from heatdecode.pipeline import decode_sources
+
+    maps = np.zeros((2, 20, 24), np.float32)
+    maps[:, 5, 6] = 0.75
+    maps[1, 15, 20] = 0.7  # a second peak: multimodal
+    np.save(tmp_path / "m.npy", maps)
+    only = DecoderSelection(decoders=("argmax",))
+    done = decode_sources([Source(tmp_path / "m.npy", "m.npy")], only)
+    result = done.results[0]
+    assert _caption(result, 0) == "c0 0.75"
+    assert _caption(result, 1) == "c1 0.75 multimodal"
