@@ -34,9 +34,18 @@ class OverlayWriter:
     """
 
     def __init__(
-        self, out_dir: Path, runs: Sequence[Any], workers: int, taken: Iterable[str] = ()
+        self,
+        out_dir: Path,
+        runs: Sequence[Any],
+        workers: int,
+        taken: Iterable[str] = (),
+        maps: str = "all",
     ) -> None:
+        if maps not in OVERLAY_MAPS:
+            raise ValueError(f"overlay maps must be one of {OVERLAY_MAPS}, got {maps!r}")
         self.out_dir = out_dir
+        self.maps = maps
+        self.skipped: set[str] = set()  # arrays with nothing to draw (no flagged map)
         self.legend = {run.label: legend(run) for run in runs}
         self.places = _OverlayPlaces(out_dir, taken)
         self.slots = BoundedSemaphore(2 * max(1, workers))
@@ -44,9 +53,14 @@ class OverlayWriter:
         self.jobs: list[tuple[ArrayResult, Future]] = []
 
     def submit(self, result: ArrayResult, maps: np.ndarray) -> None:
+        order = panel_order(result)
+        if self.maps == "flagged" and not _flagged(result, order[0]):
+            self.skipped.add(result.name)
+            return
         path = self.places.claim(result.name)
         self.slots.acquire()  # bounds the arrays held by pending jobs
-        future = self.pool.submit(_draw, self.out_dir, result, maps, self.legend, path)
+        job = (self.out_dir, result, maps, self.legend, path, order)
+        future = self.pool.submit(_draw, *job)
         future.add_done_callback(lambda _: self.slots.release())
         self.jobs.append((result, future))
 
@@ -55,8 +69,8 @@ class OverlayWriter:
         self.pool.shutdown(wait=True)
 
     def queued(self) -> set[str]:
-        """Names of the arrays submitted."""
-        return {result.name for result, _ in self.jobs}
+        """Names of the arrays handed over: drawn, or with nothing to draw."""
+        return {result.name for result, _ in self.jobs} | self.skipped
 
     def paths(self) -> dict[str, str]:
         """Each written overlay's path relative to ``out_dir`` (posix), by array name."""
@@ -93,9 +107,14 @@ def legend(run: Any) -> str:
 
 
 def _draw(
-    out_dir: Path, result: ArrayResult, maps: np.ndarray, legend: dict[str, str], path: Path
+    out_dir: Path,
+    result: ArrayResult,
+    maps: np.ndarray,
+    legend: dict[str, str],
+    path: Path,
+    order: np.ndarray,
 ) -> Path:
-    flat_maps = maps.reshape(result.maps, *result.spatial_shape)
+    flat_maps = maps.reshape(result.maps, *result.spatial_shape)[order]
     points = {}
     for name, out in result.columns.items():
         coords = out.coords.copy()
@@ -103,12 +122,48 @@ def _draw(
         points[name] = coords
     for name, found in (result.peaks or {}).items():
         points[name] = _padded(found, result.maps, result.spatial_dims)
-    labels = [_caption(result, m) for m in range(result.maps)]
+    points = {name: p[order] for name, p in points.items()}
+    labels = [_caption(result, int(m)) for m in order]
     image = render_overlay(flat_maps, points, f"{result.name}  [{result.layout}]", labels, legend)
     # root: every folder under out_dir is opened without following symlinks
     save = lambda fh: image.save(fh, format="PNG", compress_level=1)  # noqa: E731
     atomic_write(path, save, binary=True, root=out_dir)
     return path
+
+
+#: which maps get overlays: every map, or only files with a flagged map
+OVERLAY_MAPS = ("all", "flagged")
+
+
+def map_flags(result: ArrayResult) -> np.ndarray:
+    """``(M,)`` the rank of each map's most serious status (0 the most serious;
+    ``len(STATUSES) - 1`` for ``ok``), over every decoder."""
+    ok = len(STATUSES) - 1
+    if result.peaks is not None:  # peaks mode: the map's own flags and its points'
+        rank = np.full(result.maps, ok)
+        rank[result.per_map.flat] = STATUSES.index("flat")
+        rank[~result.per_map.finite] = STATUSES.index("nonfinite")
+        for found in result.peaks.values():
+            odd = found.map_index[found.border | found.skipped]
+            rank[odd] = np.minimum(rank[odd], STATUSES.index("border"))
+        return rank
+    return np.asarray(
+        [
+            min(STATUSES.index(result.status(m, x)) for x in result.columns)
+            for m in range(result.maps)
+        ]
+    )
+
+
+def panel_order(result: ArrayResult) -> np.ndarray:
+    """The maps in the order their panels are drawn: flagged first (most serious
+    status first), then the rest, each in map order: the first 48 panels are the
+    ones to look at."""
+    return np.argsort(map_flags(result), kind="stable")
+
+
+def _flagged(result: ArrayResult, first: int) -> bool:
+    return bool(map_flags(result)[first] < len(STATUSES) - 1)
 
 
 def _caption(result: ArrayResult, m: int) -> str:

@@ -112,6 +112,7 @@ class RunConfig:
     prefetch: int = 16
     formats: tuple[str, ...] = FORMATS
     overlays: bool = True
+    overlay_maps: str = "all"  # "all", or "flagged": only files with a map not ok
     overwrite: bool = False
     strict: bool = False
     truth: Path | None = None
@@ -314,7 +315,8 @@ def _decode_with_overlays(
     """Step 4: decode ``todo``; each array's overlay is queued as it completes."""
     overlays = None
     if config.overlays:
-        overlays = OverlayWriter(out_dir, plan.runs, config.workers, resumed.overlays())
+        taken = resumed.overlays()
+        overlays = OverlayWriter(out_dir, plan.runs, config.workers, taken, config.overlay_maps)
     try:
         decoding = decode_sources(
             todo,

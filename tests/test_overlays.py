@@ -124,3 +124,25 @@ def test_a_panel_title_carries_the_score_and_a_flagged_status(tmp_path):
     result = done.results[0]
     assert _caption(result, 0) == "c0 0.75"
     assert _caption(result, 1) == "c1 0.75 multimodal"
+
+
+def test_flagged_overlays_draw_only_files_with_a_flagged_map_and_it_comes_first(tmp_path):
+    from heatdecode.cli import main
+    from heatdecode.loading import Source
+    from heatdecode.options import DecoderSelection
+    from heatdecode.overlay_writer import panel_order
+    from heatdecode.pipeline import decode_sources
+
+    clean = np.zeros((3, 20, 24), np.float32)
+    clean[:, 5, 6] = 1.0
+    odd = clean.copy()
+    odd[2, 15, 20] = 0.9  # channel 2 has a second peak: multimodal
+    np.save(tmp_path / "clean.npy", clean)
+    np.save(tmp_path / "odd.npy", odd)
+    out = tmp_path / "out"
+    args = ["run", str(tmp_path), "--out", str(out), "-q", "-d", "argmax"]
+    assert main([*args, "--overlay-maps", "flagged"]) == 0
+    assert [p.name for p in (out / "overlays").iterdir()] == ["odd.npy.png"]
+    only = DecoderSelection(decoders=("argmax",))
+    result = decode_sources([Source(tmp_path / "odd.npy", "odd.npy")], only).results[0]
+    assert panel_order(result).tolist() == [2, 0, 1]

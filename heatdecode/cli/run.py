@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -66,6 +67,20 @@ TruthOpt = Annotated[
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Which coordinate files to write.")]
 OverlaysOpt = Annotated[bool, typer.Option("--overlays/--no-overlays", help="Write overlay PNGs.")]
+
+
+class OverlayMaps(str, Enum):
+    all = "all"
+    flagged = "flagged"
+
+
+OverlayMapsOpt = Annotated[
+    OverlayMaps,
+    typer.Option(
+        help="Overlays of every file (flagged maps drawn first), or only of files with a "
+        "map whose status isn't ok."
+    ),
+]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Stop at the first file that can't be decoded.")
 ]
@@ -138,6 +153,7 @@ def run_command(
     workers: WorkersOpt = DEFAULT_WORKERS,
     fmt: FormatOpt = Format.both,
     overlays: OverlaysOpt = True,
+    overlay_maps: OverlayMapsOpt = OverlayMaps.all,
     overwrite: OverwriteOpt = False,
     strict: StrictOpt = False,
     resume: ResumeOpt = False,
@@ -185,6 +201,7 @@ def run_command(
         workers=workers,
         formats=formats,
         overlays=overlays,
+        overlay_maps=overlay_maps.value,
         overwrite=overwrite,
         strict=strict,
         truth=truth,
