@@ -10,6 +10,7 @@ Markup and emoji codes are off: a file named ``[bold]x.npy`` or
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,24 +72,29 @@ def progress_bar(err: Console, quiet: bool) -> Iterator[tuple[Callable, Callable
         MofNCompleteColumn,
         Progress,
         TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
     from heatdecode.loading import LoadFailure
 
     progress = Progress(
-        TextColumn("decoding"),
+        TextColumn("reading and decoding"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("files"),
+        TextColumn("files, {task.fields[maps]:,} maps ({task.fields[rate]})"),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
         transient=True,
         disable=quiet or not err.is_terminal,
     )
-    task = progress.add_task("decoding", total=None)
+    # the rate is of maps read: a file of 8,500 maps and one of 1 are not alike
+    task = progress.add_task("decoding", total=None, maps=0, rate="– maps/s")
+    clock = {"start": 0.0, "maps": 0}
 
     def started(total: int) -> None:
+        clock["start"] = time.perf_counter()
         progress.update(task, total=total)
         progress.start()
 
@@ -99,7 +105,10 @@ def progress_bar(err: Console, quiet: bool) -> Iterator[tuple[Callable, Callable
             else:
                 for note in item.warnings:
                     say(progress.console, f"warning: {item.name}: {note}")
-        progress.advance(task)
+                clock["maps"] += int(item.maps.shape[0] * item.maps.shape[1])
+        elapsed = max(time.perf_counter() - clock["start"], 1e-9)
+        rate = f"{clock['maps'] / elapsed:,.0f} maps/s"
+        progress.update(task, advance=1, maps=clock["maps"], rate=rate)
 
     try:
         yield started, loaded
