@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from heatdecode.failures import Failure as LoadFailure
-from heatdecode.preflight import MISSING
+from heatdecode.preflight import MISSING, npz_member
 
 SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
 class Source:
-    """One file to read: ``path`` on disk, ``name`` as reported in outputs."""
+    """One file to read: ``path`` on disk, ``name`` as reported in outputs;
+    ``member``: only that array of an ``.npz`` (an argument ``file.npz:key``,
+    named as the outputs name members)."""
 
     path: Path
     name: str
+    member: str | None = None
 
 
 #: failures that :func:`discover` reports itself: no reader ever sees them
@@ -86,6 +89,12 @@ def discover(
                 add(path, path.relative_to(root).as_posix() if path != root else str(arg))
         elif root.exists() or root.is_symlink():
             add(root, root.name)
+        elif (member := npz_member(str(arg))) is not None:
+            archive, key = member
+            name = f"{archive.name}:{key}"
+            if name not in seen:
+                seen.add(name)
+                sources.append(Source(archive, name, member=key))
         else:
             failures.append(LoadFailure(str(arg), MISSING, kind="missing"))
     return sources, failures

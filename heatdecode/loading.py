@@ -360,6 +360,12 @@ def load_source(
         return [LoadFailure(source.name, f"could not read ({short_reason(exc)})")]
     except MemoryError:
         return [LoadFailure(source.name, "not enough memory to read it")]
+    if source.member is not None:
+        kept = [e for e in entries if e[0] == source.member]
+        if not kept:
+            held = ", ".join(str(e[0]) for e in entries)
+            return [LoadFailure(source.name, f"no member {source.member!r} (it holds: {held})")]
+        entries = [(None, *e[1:]) for e in kept]  # named by the source: file.npz:key
     results: list[HeatmapArray | LoadFailure] = []
     for key, array, default, notes in entries:
         name = source.name if key is None else f"{source.name}:{key}"

@@ -53,10 +53,24 @@ def nothing_to_decode(reasons: Sequence[tuple[str, str]]) -> UsageError:
     return UsageError(f"nothing to decode ({reason or 'no .npy, .npz, .png or .tif files found'})")
 
 
+def npz_member(arg: str) -> tuple[Path, str] | None:
+    """``file.npz:key`` naming a member of an existing archive → (the archive's
+    path, the key), as the outputs name members; otherwise ``None``.
+
+    Example:
+        >>> npz_member("no-such.npz:heatmaps") is None
+        True
+    """
+    archive, sep, key = arg.rpartition(":")
+    if sep and key and archive.endswith(".npz") and Path(archive).is_file():
+        return Path(archive), key
+    return None
+
+
 def check_some_input_exists(paths: Sequence[str | os.PathLike[str]]) -> None:
     """Refuse a run none of whose paths exists (a run with some missing goes on,
     and reports each missing one)."""
-    if paths and not any(os.path.lexists(p) for p in paths):
+    if paths and not any(os.path.lexists(p) or npz_member(str(p)) for p in paths):
         raise nothing_to_decode([(str(p), MISSING) for p in paths])
 
 

@@ -7,6 +7,7 @@ says what is wrong.
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import struct
@@ -1204,3 +1205,25 @@ def test_a_tree_1100_folders_deep_is_walked_without_recursion(deep_root, deep_tr
     assert failures == []
     assert names_of(sources) == sorted([*names, "top.npy"])
     assert isinstance(load_source(sources[0])[0], HeatmapArray)
+
+
+def test_an_npz_member_can_be_named_as_the_outputs_name_it(tmp_path):
+    from heatdecode.cli import main
+
+    heat = np.zeros((2, 3, 12, 16), np.float32)
+    heat[:, :, 4, 5] = 1
+    np.savez(tmp_path / "preds.npz", heatmaps=heat, bboxes=np.zeros((2, 4)), ids=np.arange(2))
+    out = tmp_path / "out"
+    assert main(["run", f"{tmp_path / 'preds.npz'}:heatmaps", "--out", str(out), "-q"]) == 0
+    with open(out / "coordinates.csv", newline="") as fh:
+        files = {row["file"] for row in csv.DictReader(fh)}
+    assert files == {"preds.npz:heatmaps"}
+
+
+def test_naming_an_npz_member_that_is_not_there_says_what_it_holds(tmp_path, capsys):
+    from heatdecode.cli import main
+
+    np.savez(tmp_path / "preds.npz", heatmaps=np.eye(4, dtype=np.float32))
+    code = main(["run", f"{tmp_path / 'preds.npz'}:heatmap", "--out", str(tmp_path / "o"), "-q"])
+    assert code == 1
+    assert "preds.npz:heatmap: no member 'heatmap' (it holds: heatmaps)" in capsys.readouterr().err
