@@ -270,7 +270,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _key_dicts(keys: list[Key]) -> list[dict[str, Any]]:
+def key_dicts(keys: Iterable[Key]) -> list[dict[str, Any]]:
+    """(file, sample, channel) keys as the metrics JSON lists them."""
     return [{"file": f, "sample": s, "channel": c} for f, s, c in keys]
 
 
@@ -282,8 +283,8 @@ def metrics_document(evaluation: Evaluation) -> dict[str, Any]:
         "columns": list(metrics_columns(evaluation.thresholds)),
         "fields": FIELD_DESCRIPTIONS,
         "decoders": evaluation.rows(),
-        "missing_truth": _key_dicts(evaluation.missing_truth),
-        "missing_maps": _key_dicts(evaluation.missing_maps),
+        "missing_truth": key_dicts(evaluation.missing_truth),
+        "missing_maps": key_dicts(evaluation.missing_maps),
     }
 
 
@@ -303,22 +304,31 @@ def write_metrics(out_dir: Path, evaluation: Evaluation) -> list[Path]:
 
 def write_metrics_csv(path: Path, evaluation: Evaluation) -> None:
     """``metrics.csv`` (see :func:`write_metrics`) at ``path``, atomically."""
-    columns = metrics_columns(evaluation.thresholds)
+    write_table_csv(path, metrics_columns(evaluation.thresholds), evaluation.rows())
+
+
+def write_metrics_json(path: Path, evaluation: Evaluation) -> None:
+    """``metrics.json`` (see :func:`write_metrics`) at ``path``, atomically."""
+    write_document_json(path, metrics_document(evaluation))
+
+
+def write_table_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A metrics table as CSV, atomically: numbers to 6 decimals, empty where undefined."""
 
     def write(fh: IO[str]) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(columns)
-        for row in evaluation.rows():
+        for row in rows:
             writer.writerow([_cell(row[c]) for c in columns])
 
     atomic_write(path, write, errors=CSV_ERRORS)
 
 
-def write_metrics_json(path: Path, evaluation: Evaluation) -> None:
-    """``metrics.json`` (see :func:`write_metrics`) at ``path``, atomically."""
+def write_document_json(path: Path, document: Mapping[str, Any]) -> None:
+    """A metrics document as indented JSON, atomically (NaN/Inf refused)."""
 
     def write(fh: IO[str]) -> None:
-        json.dump(metrics_document(evaluation), fh, indent=1, ensure_ascii=False, allow_nan=False)
+        json.dump(document, fh, indent=1, ensure_ascii=False, allow_nan=False)
         fh.write("\n")
 
     atomic_write(path, write, errors=JSON_ERRORS)

@@ -11,16 +11,14 @@ truth points are misses).
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from heatdecode.atomic import CSV_ERRORS, JSON_ERRORS, atomic_write
+from heatdecode.evaluate import key_dicts, write_document_json, write_table_csv
 from heatdecode.matching import (
     MATCH_COLUMNS,
     MATCH_CUTOFFS,
@@ -97,41 +95,20 @@ def _array(points: list[tuple[float, ...]], like: list[tuple[float, ...]]) -> np
     return np.asarray(points, dtype=np.float64).reshape(len(points), dims)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    return str(value)
-
-
 def write_peak_metrics_csv(path: Path, evaluation: PeakEvaluation) -> None:
     """``metrics.csv`` in peaks mode: the columns of :data:`MATCH_COLUMNS`."""
-
-    def write(fh: IO[str]) -> None:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(MATCH_COLUMNS)
-        for row in evaluation.rows():
-            writer.writerow([_cell(row[c]) for c in MATCH_COLUMNS])
-
-    atomic_write(path, write, errors=CSV_ERRORS)
+    write_table_csv(path, MATCH_COLUMNS, evaluation.rows())
 
 
 def write_peak_metrics_json(path: Path, evaluation: PeakEvaluation) -> None:
     """``metrics.json`` in peaks mode: schema, field descriptions, rows, missing lists."""
-    keys = lambda ks: [{"file": f, "sample": s, "channel": c} for f, s, c in ks]  # noqa: E731
     document = {
         "schema": PEAK_METRICS_SCHEMA,
         "cutoffs": list(evaluation.cutoffs),
         "columns": list(MATCH_COLUMNS),
         "fields": MATCH_FIELD_DESCRIPTIONS,
         "decoders": evaluation.rows(),
-        "missing_truth": keys(evaluation.missing_truth),
-        "missing_maps": keys(evaluation.missing_maps),
+        "missing_truth": key_dicts(evaluation.missing_truth),
+        "missing_maps": key_dicts(evaluation.missing_maps),
     }
-
-    def write(fh: IO[str]) -> None:
-        json.dump(document, fh, indent=1, ensure_ascii=False, allow_nan=False)
-        fh.write("\n")
-
-    atomic_write(path, write, errors=JSON_ERRORS)
+    write_document_json(path, document)
