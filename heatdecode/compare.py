@@ -23,7 +23,8 @@ import numpy as np
 from heatdecode.atomic import CSV_ERRORS, atomic_write
 from heatdecode.comparison import pixel_scale
 from heatdecode.frames import Frame
-from heatdecode.results import Failure, FileRecord, PointRecord, SourceRecord
+from heatdecode.results import PointRecord, SourceRecord
+from heatdecode.resume import MalformedOutputs, document_records
 from heatdecode.writers import JSON_SCHEMA
 
 COMPARISON_NAME = "comparison.csv"
@@ -59,24 +60,15 @@ def read_run(out_dir: Path) -> FinishedRun:
         raise ValueError(f"{path}: not a heatdecode coordinates.json ({JSON_SCHEMA})")
     try:
         return _finished(document)
-    except (KeyError, TypeError, ValueError) as exc:
+    except MalformedOutputs as exc:
+        raise ValueError(f"{path}: malformed: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:  # the settings
         raise ValueError(f"{path}: malformed ({exc!r})") from None
 
 
 def _finished(document: dict[str, Any]) -> FinishedRun:
     settings = document["settings"]
-    records: dict[str, SourceRecord] = {}
-    for entry in document["files"]:
-        file = FileRecord.from_entry(entry)
-        records.setdefault(file.source, SourceRecord(file.source)).files.append(file)
-    for entry in document["failures"]:
-        failure = Failure.from_entry(entry)
-        records.setdefault(
-            failure.source or failure.name, SourceRecord(failure.name)
-        ).failures.append(failure)
-    source_of = {f.name: name for name, r in records.items() for f in r.files}
-    for row in document["rows"]:
-        records[source_of[row["file"]]].points.append(PointRecord.from_row(row))
+    records = document_records(document)
     frame = Frame(
         coords=settings.get("coords", "pixel"),
         stride=tuple(settings["stride"]) if settings.get("stride") else None,

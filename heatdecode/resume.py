@@ -130,22 +130,22 @@ def read_partial(
         raise ValueError(f"can't resume from {path}: {exc!r}") from None
     try:
         return _resumed(document, settings, inputs)  # its own ValueErrors say what differs
-    except _Malformed as exc:
+    except MalformedOutputs as exc:
         raise ValueError(f"can't resume from {path}: {exc}") from None
 
 
-class _Malformed(Exception):
+class MalformedOutputs(Exception):
     """The partial JSON lacks a key or has a value of the wrong type."""
 
 
 def _get(entry: Any, key: str, where: str, kind: type | tuple[type, ...] = object) -> Any:
     if not isinstance(entry, dict):
-        raise _Malformed(f"{where} is not an object")
+        raise MalformedOutputs(f"{where} is not an object")
     if key not in entry:
-        raise _Malformed(f"missing key {key!r} in {where}")
+        raise MalformedOutputs(f"missing key {key!r} in {where}")
     value = entry[key]
     if not isinstance(value, kind):
-        raise _Malformed(f"{key!r} in {where} has the wrong type")
+        raise MalformedOutputs(f"{key!r} in {where} has the wrong type")
     return value
 
 
@@ -160,30 +160,43 @@ def _resumed(document: Any, settings: dict[str, Any], inputs: dict[str, Any] | N
         )
     if inputs is not None:
         _check_inputs(document.get("resume_inputs"), inputs, complete)
-    sources = {name: SourceRecord(name, resumed=True) for name in complete}
+    records = document_records(document, resumed=True)
+    # a complete source may have left no entry at all (a file that held nothing)
+    return Resumed(
+        {name: records.get(name) or SourceRecord(name, resumed=True) for name in complete}
+    )
+
+
+def document_records(document: Any, resumed: bool = False) -> dict[str, SourceRecord]:
+    """Every source's record in a ``coordinates.json`` (or its partial twin), in
+    the order the document first names them: its arrays, failures and points.
+
+    Raises:
+        MalformedOutputs: a key missing or of the wrong type (naming where).
+    """
+    sources: dict[str, SourceRecord] = {}
+
+    def record(name: str) -> SourceRecord:
+        return sources.setdefault(name, SourceRecord(name, resumed=resumed))
+
     for i, entry in enumerate(_get(document, "files", "the document", list)):
         source = _get(entry, "source", f"files[{i}]", str)
         for key, kind in (("file", str), ("samples", int), ("channels", int)):
             _get(entry, key, f"files[{i}]", kind)
-        _record(sources, source).files.append(FileRecord.from_entry(entry))
+        record(source).files.append(FileRecord.from_entry(entry))
     for i, entry in enumerate(_get(document, "failures", "the document", list)):
         source = _get(entry, "source", f"failures[{i}]", str)
         _get(entry, "file", f"failures[{i}]", str)
-        _record(sources, source).failures.append(Failure.from_entry(entry))
-    source_of = {f.name: name for name, record in sources.items() for f in record.files}
+        record(source).failures.append(Failure.from_entry(entry))
+    source_of = {f.name: name for name, r in sources.items() for f in r.files}
     for i, row in enumerate(_get(document, "rows", "the document", list)):
         for key in ("status", "decoder", "x", "y", "sample", "channel"):
             _get(row, key, f"rows[{i}]")
         file = _get(row, "file", f"rows[{i}]", str)
         if file not in source_of:
-            raise _Malformed(f"rows[{i}] names {file!r}, which is in no files entry")
+            raise MalformedOutputs(f"rows[{i}] names {file!r}, which is in no files entry")
         sources[source_of[file]].points.append(PointRecord.from_row(row))
-    return Resumed({name: record for name, record in sources.items() if name in complete})
-
-
-def _record(sources: dict[str, SourceRecord], name: str) -> SourceRecord:
-    # an entry of a source not listed complete is kept aside, then dropped
-    return sources.setdefault(name, SourceRecord(name, resumed=True))
+    return sources
 
 
 def input_record(inputs: list[str], sources: dict[str, Path]) -> dict[str, Any]:
@@ -203,7 +216,7 @@ def input_record(inputs: list[str], sources: dict[str, Path]) -> dict[str, Any]:
 
 def _check_inputs(before: Any, now: dict[str, Any], complete: list[str]) -> None:
     if not isinstance(before, dict):
-        raise _Malformed("missing key 'resume_inputs' in the document")
+        raise MalformedOutputs("missing key 'resume_inputs' in the document")
     if before.get("paths") != now["paths"]:
         raise ValueError(
             "can't resume: the inputs differ from the interrupted run's "
