@@ -21,7 +21,7 @@ from typing import IO, Any
 import numpy as np
 
 from heatdecode.atomic import CSV_ERRORS, atomic_write
-from heatdecode.comparison import pixel_scale
+from heatdecode.comparison import pixel_scale, scaled_distance
 from heatdecode.frames import Frame
 from heatdecode.results import PointRecord, SourceRecord
 from heatdecode.resume import MalformedOutputs, document_records
@@ -117,8 +117,7 @@ def _distance(
 ) -> float | None:
     if a is None or b is None or a.coords is None or b.coords is None or scale is None:
         return None
-    delta = (np.asarray(a.coords) - np.asarray(b.coords)) * scale[: len(a.coords)]
-    return float(np.linalg.norm(delta))
+    return scaled_distance(a.coords, b.coords, scale)
 
 
 def write_comparison_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:

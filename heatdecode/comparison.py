@@ -11,7 +11,7 @@ Pure: numpy and the core modules only; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,13 +47,19 @@ def map_distances(
             reference = by_label.get("argmax")
             if reference is None:
                 continue
-            factor = scale[key[0]][: len(reference)]
             out[key] = {
-                label: float(np.linalg.norm((xyz - reference) * factor))
+                label: scaled_distance(xyz, reference, scale[key[0]])
                 for label, xyz in by_label.items()
                 if label != "argmax"
             }
     return out
+
+
+def scaled_distance(a: Sequence[float], b: Sequence[float], scale: np.ndarray) -> float:
+    """The distance between two points of the output frame, in heatmap pixels
+    (``scale``: :func:`pixel_scale` of the map)."""
+    delta = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) * scale[: len(a)]
+    return float(np.linalg.norm(delta))
 
 
 def distances(records: Sequence[SourceRecord], frame: Frame) -> dict[str, np.ndarray]:
@@ -87,13 +93,18 @@ def status_counts(
 
 
 def per_channel(
-    records: Sequence[SourceRecord], frame: Frame
+    records: Sequence[SourceRecord],
+    frame: Frame,
+    distances: Mapping[PointKey, dict[str, float]] | None = None,
 ) -> dict[int, dict[str, float]] | None:
     """The mean distance to argmax of each decoder, channel by channel (keypoint
     by keypoint), over every file; ``None`` beyond :data:`MAX_CHANNEL_ROWS`
-    channels or when argmax didn't run."""
+    channels or when argmax didn't run. ``distances``: :func:`map_distances`'s,
+    when already computed."""
+    if distances is None:
+        distances = map_distances(records, frame)
     sums: dict[int, dict[str, list[float]]] = {}
-    for (_, _, channel, _), by_label in map_distances(records, frame).items():
+    for (_, _, channel, _), by_label in distances.items():
         for label, d in by_label.items():
             sums.setdefault(channel, {}).setdefault(label, []).append(d)
     if not sums or len(sums) > MAX_CHANNEL_ROWS:
@@ -118,10 +129,16 @@ class WorstMap:
 
 
 def worst_maps(
-    records: Sequence[SourceRecord], frame: Frame, count: int = WORST_MAPS
+    records: Sequence[SourceRecord],
+    frame: Frame,
+    count: int = WORST_MAPS,
+    distances: Mapping[PointKey, dict[str, float]] | None = None,
 ) -> list[WorstMap]:
     """The ``count`` maps with the largest disagreement with argmax, then, to
-    fill up, maps whose rows are flagged (most serious status first)."""
+    fill up, maps whose rows are flagged (most serious status first).
+    ``distances``: :func:`map_distances`'s, when already computed."""
+    if distances is None:
+        distances = map_distances(records, frame)
     rank = {s: i for i, s in enumerate(STATUSES)}
     status: dict[PointKey, str] = {}
     for record in records:
@@ -130,7 +147,7 @@ def worst_maps(
             if key not in status or rank[p.status] < rank[status[key]]:
                 status[key] = p.status
     found = []
-    for key, by_label in map_distances(records, frame).items():
+    for key, by_label in distances.items():
         if by_label:
             label, d = max(by_label.items(), key=lambda item: item[1])
             found.append(WorstMap(*key, d, label, status.get(key, "ok")))

@@ -149,13 +149,14 @@ def agreement_tables(report: RunReport, numbers: dict[str, Any]) -> list[Table]:
     """Where the decoders disagree: rows of each status per decoder, the mean
     distance to argmax per channel (at most 40 channels), the worst maps.
     Each fits in 80 columns."""
-    from heatdecode.comparison import per_channel, worst_maps
+    from heatdecode.comparison import map_distances, per_channel, worst_maps
 
     tables = [status_table(numbers["status_counts"])]
-    channels = per_channel(report.records, report.frame)
+    distances = map_distances(report.records, report.frame)  # once, for both tables
+    channels = per_channel(report.records, report.frame, distances)
     if channels is not None and len(channels) > 1:
         tables.append(channel_table(channels))
-    worst = worst_maps(report.records, report.frame)
+    worst = worst_maps(report.records, report.frame, distances=distances)
     if worst:
         tables.append(worst_table(worst))
     return tables
@@ -358,21 +359,22 @@ def print_comparison(
     or file, and the worst maps."""
     import numpy as np
 
-    from heatdecode.comparison import per_channel, status_counts, worst_maps
+    from heatdecode.comparison import map_distances, per_channel, status_counts, worst_maps
 
     console = out_console()
     console.print(pair_table(columns, rows))
     labels = [x for x in run.labels if chosen is None or x in chosen]
+    distances = map_distances(run.records, run.frame)  # once, for both tables
     points = [p for r in run.records for p in r.points]
     console.print(status_table(status_counts(points, labels)))
     if by == "channel":
-        channels = per_channel(run.records, run.frame)
+        channels = per_channel(run.records, run.frame, distances)
         if channels is not None:
             console.print(channel_table(channels))
     else:
         console.print(file_table(columns, rows, np))
     if worst:
-        found = worst_maps(run.records, run.frame, worst)
+        found = worst_maps(run.records, run.frame, worst, distances)
         if found:
             console.print(worst_table(found))
 
