@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from heatdecode import __version__
 from heatdecode.comparison import distance_stats, distances, status_counts
 from heatdecode.evaluate import Evaluation
 from heatdecode.frames import Frame
-from heatdecode.results import ArrayResult, Failure, SourceRecord, iter_points, nonfinite_maps
+from heatdecode.results import ArrayResult, Failure, PointRecord, SourceRecord, iter_points
 from heatdecode.writers import JSON_SCHEMA
 
 if TYPE_CHECKING:
@@ -152,6 +152,12 @@ def new_records(
         source = failure.source or failure.name
         records.setdefault(source, SourceRecord(source)).failures.append(failure)
     return records
+
+
+def nonfinite_maps(points: Iterable[PointRecord], label: str) -> list[tuple[str, int, int]]:
+    """(file, sample, channel) of every map whose ``label`` point is ``nonfinite``:
+    the one count of maps with NaN/Inf (every decoder agrees on them)."""
+    return [p.key for p in points if p.decoder == label and p.status == "nonfinite"]
 
 
 def summary(report: RunReport) -> dict[str, Any]:

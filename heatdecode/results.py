@@ -28,11 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from heatdecode.failures import (  # noqa: F401  (re-exported)
-    FAILURE_KINDS,
-    OVERLAY_FAILED,
-    Failure,
-)
+from heatdecode.failures import OVERLAY_FAILED, Failure  # noqa: F401  (re-exported)
 from heatdecode.frames import Frame, apply_frame
 from heatdecode.status import row_status
 
@@ -225,9 +221,15 @@ class PeakColumns:
     def select(self, start: int, stop: int, shift: int) -> PeakColumns:
         """The points of maps ``start <= map_index < stop``, their map index shifted."""
         lo, hi = np.searchsorted(self.map_index, [start, stop])
-        part = {name: getattr(self, name)[lo:hi] for name in _PEAK_FIELDS}
-        part["map_index"] = part["map_index"] + shift
-        return PeakColumns(**part)
+        return PeakColumns(
+            map_index=self.map_index[lo:hi] + shift,
+            rank=self.rank[lo:hi],
+            coords=self.coords[lo:hi],
+            score=self.score[lo:hi],
+            spread=self.spread[lo:hi],
+            border=self.border[lo:hi],
+            skipped=self.skipped[lo:hi],
+        )
 
     @classmethod
     def concatenate(cls, parts: list[PeakColumns], spatial_dims: int) -> PeakColumns:
@@ -237,10 +239,15 @@ class PeakColumns:
             index = np.zeros(0, dtype=np.int64)
             coords = np.zeros((0, spatial_dims))
             return cls(index, index, coords, empty, empty, flags, flags)
-        return cls(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in _PEAK_FIELDS})
-
-
-_PEAK_FIELDS = ("map_index", "rank", "coords", "score", "spread", "border", "skipped")
+        return cls(
+            map_index=np.concatenate([p.map_index for p in parts]),
+            rank=np.concatenate([p.rank for p in parts]),
+            coords=np.concatenate([p.coords for p in parts]),
+            score=np.concatenate([p.score for p in parts]),
+            spread=np.concatenate([p.spread for p in parts]),
+            border=np.concatenate([p.border for p in parts]),
+            skipped=np.concatenate([p.skipped for p in parts]),
+        )
 
 
 @dataclass
@@ -437,9 +444,3 @@ class SourceRecord:
     points: list[PointRecord] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     resumed: bool = False  # taken from an interrupted run's partial outputs
-
-
-def nonfinite_maps(points: Iterable[PointRecord], label: str) -> list[tuple[str, int, int]]:
-    """(file, sample, channel) of every map whose ``label`` point is ``nonfinite``:
-    the one count of maps with NaN/Inf (every decoder agrees on them)."""
-    return [p.key for p in points if p.decoder == label and p.status == "nonfinite"]
