@@ -31,6 +31,14 @@ DEFAULT_DEVICE = "auto"
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_WORKERS = 4
 
+# The panels ``--help`` groups options into (typer's rich_help_panel), in this
+# order: every command names its options' panel with one of these.
+INPUT_PANEL = "Input"
+DECODING_PANEL = "Decoding"
+COORDINATES_PANEL = "Coordinates"
+OUTPUTS_PANEL = "Outputs"
+RUN_PANEL = "Run control"
+
 Decoder = Enum("Decoder", {name: name for name in DECODER_NAMES}, type=str)
 Normalize = Enum("Normalize", {name: name for name in NORMALIZE_CHOICES}, type=str)
 Coords = Enum("Coords", {name: name for name in COORD_CHOICES}, type=str)
