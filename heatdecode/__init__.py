@@ -23,6 +23,7 @@ _LAZY = {
     "softargmax_decode": "heatdecode.decoders",
     "Peaks": "heatdecode.peaks",
     "find_peaks": "heatdecode.peaks",
+    "BackgroundDominatedWarning": "heatdecode.status",
     "DECODERS": "heatdecode.registry",
     "decode": "heatdecode.registry",
     "LocalSoftArgmax": "heatdecode.refine",
@@ -35,6 +36,7 @@ _LAZY = {
 
 __all__ = [
     "DECODERS",
+    "BackgroundDominatedWarning",
     "Decoded",
     "LocalSoftArgmax",
     "Peaks",
@@ -74,6 +76,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__
         quarter_decode,
     )
     from heatdecode.registry import DECODERS, decode
+    from heatdecode.status import BackgroundDominatedWarning
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ from heatdecode.decoders import Decoded
 from heatdecode.family import decode
 from heatdecode.options import DecoderSelection, DecoderSpec, PeakOptions
 from heatdecode.results import ArrayResult, DecoderColumns, MapColumns, PeakColumns
-from heatdecode.status import low_contrast, multimodal
+from heatdecode.status import decoder_low_contrast, multimodal
 
 #: The default byte limit of a batch (of the maps as loaded): 256 maps of
 #: 64 MB would otherwise be 16 GB on the device, with its temporaries on top.
@@ -232,15 +232,10 @@ class Batcher:
 
 
 def _decode(maps: torch.Tensor, spec: DecoderSpec) -> Decoded:
-    return decode(
-        maps,
-        spec.decoder,
-        spatial_dims=maps.ndim - 1,
-        beta=spec.beta,
-        normalize=spec.normalize,
-        radius=spec.radius,
-        sigma=spec.sigma,
-    )
+    # the options the spec records (settings.runs), filled in once; the flags
+    # are computed per batch by the same functions decode's flags use
+    options = spec.options()
+    return decode(maps, spec.decoder, spatial_dims=maps.ndim - 1, flags=False, **options)
 
 
 def _columns(maps: torch.Tensor, spec: DecoderSpec, out: Decoded) -> DecoderColumns:
@@ -248,7 +243,7 @@ def _columns(maps: torch.Tensor, spec: DecoderSpec, out: Decoded) -> DecoderColu
     False/NaN."""
     m = len(maps)
     absent = np.zeros(m, dtype=bool)
-    low = _low_contrast(maps, spec)
+    low = decoder_low_contrast(maps, spec.options())
     return DecoderColumns(
         coords=_numpy(out.coords),
         score=_numpy(out.score),
@@ -274,14 +269,3 @@ def _numpy(value: torch.Tensor) -> np.ndarray:
     if value.is_floating_point():
         value = value.double()
     return value.cpu().numpy()
-
-
-def _low_contrast(maps: torch.Tensor, run: DecoderSpec) -> torch.Tensor | None:
-    """The low-contrast flag for decoders whose softmax runs over many positions."""
-    options = run.options()
-    if "beta" not in options:
-        return None
-    support = None
-    if "radius" in options:  # a local window: (2r+1)^d positions
-        support = min(maps[0].numel(), (2 * options["radius"] + 1) ** (maps.ndim - 1))
-    return low_contrast(maps, options["beta"], options["normalize"], support)

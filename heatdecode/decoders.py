@@ -30,8 +30,10 @@ modules; no I/O and no module state, so it can be used without the CLI stack
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -44,7 +46,13 @@ from heatdecode.options import (  # noqa: F401  (the choices and BETA_MAX are re
     check_normalize,
 )
 from heatdecode.reductions import argmax_extremes, check_input, compute_dtype, unravel
-from heatdecode.softmax import softmax_marginals
+from heatdecode.softmax import moments, softmax_marginals
+from heatdecode.status import (
+    estimate_flags,
+    should_check,
+    statuses,
+    warn_if_background_dominated,
+)
 
 __all__ = [
     "BETA_MAX",
@@ -87,6 +95,27 @@ class PointEstimates(NamedTuple):
         skipped: ``(...)`` for refining decoders, True where the refinement
             was skipped for another reason (e.g. a singular or not negative
             definite Hessian in DARK) and the argmax is reported; else ``None``.
+        low_contrast: ``(...)`` from :func:`~heatdecode.registry.decode`, for
+            the soft-argmax decoders: True where the softmax is dominated by
+            the background (β·(max x̂ − min x̂) < ln N); else ``None``.
+        multimodal: ``(...)`` from :func:`~heatdecode.registry.decode`: True
+            where the map has a second separated peak at least half as high;
+            else ``None`` (the decoder functions themselves don't compute it).
+
+    ``(...)`` is the maps' batch shape, e.g. ``(B, C)`` for ``(B, C, H, W)``.
+    :attr:`flags` and :attr:`status` rank these as the CLI's rows do
+    (:mod:`heatdecode.status`).
+
+    Example:
+        >>> from heatdecode import decode
+        >>> maps = torch.zeros(1, 3, 9, 20)                      # (B, C, H, W)
+        >>> maps[0, 0, 4, 5] = 1.0                               # one peak
+        >>> maps[0, 1, 4, 3], maps[0, 1, 4, 15] = 1.0, 0.8       # two peaks
+        >>> out = decode(maps, "softargmax")                     # channel 2 is flat
+        >>> out.status.shape, out.status.tolist()
+        ((1, 3), [['ok', 'multimodal', 'flat']])
+        >>> decode(maps, "softargmax", beta=2.0).status.tolist()
+        [['low-contrast', 'low-contrast', 'flat']]
     """
 
     coords: Tensor
@@ -96,6 +125,20 @@ class PointEstimates(NamedTuple):
     finite: Tensor
     border: Tensor | None = None
     skipped: Tensor | None = None
+    low_contrast: Tensor | None = None
+    multimodal: Tensor | None = None
+
+    @property
+    def flags(self) -> dict[str, Tensor]:
+        """The flags behind :attr:`status`, by status name, each ``(...)`` bool;
+        those this result doesn't carry (``None`` fields) are left out."""
+        return estimate_flags(self)
+
+    @property
+    def status(self) -> np.ndarray:
+        """``(...)`` numpy array of each map's most serious status name
+        (:data:`heatdecode.status.STATUSES` order); ``"ok"`` if none applies."""
+        return statuses(self.flags)
 
 
 #: The old name of :class:`PointEstimates`, kept so existing code keeps working.
@@ -215,6 +258,13 @@ def softargmax_decode(
         ([1.0, 0.5], True)
     """
     frame = resolve_frame(frame, coords)
+    return _softargmax(heatmaps, beta, spatial_dims, normalize, frame)[0]
+
+
+def _softargmax(
+    heatmaps: Tensor, beta: float, spatial_dims: int, normalize: str, frame: str
+) -> tuple[PointEstimates, Tensor]:
+    """:func:`softargmax_decode`, with each map's minimum ``(...)`` (for the warning)."""
     check_normalize(normalize)
     beta = check_beta(beta)
     lead, spatial = check_input(heatmaps, spatial_dims)
@@ -224,31 +274,17 @@ def softargmax_decode(
     # ≤ 0. Only per-axis marginals of the weights are kept: no H×W coordinate
     # grid is ever built.
     marginals, hi, lo = softmax_marginals(flat, beta, normalize, spatial)
-    pixel, spread = _moments(marginals, cdtype)
+    pixel, spread = moments(marginals, cdtype)
     hi, lo = hi.detach()[:, 0], lo.detach()[:, 0]
     finite = torch.isfinite(hi) & torch.isfinite(lo)
-    return PointEstimates(
+    estimates = PointEstimates(
         coords=to_frame(pixel, spatial, frame).reshape(*lead, spatial_dims),
         score=hi.reshape(lead),
         spread=spread.reshape(lead),
         flat=(hi == lo).reshape(lead),
         finite=finite.reshape(lead),
     )
-
-
-def _moments(marginals: list[Tensor], cdtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """The mean ``(M, d)`` and spread ``(M,)`` of the distributions whose marginals are given."""
-    total = marginals[0].sum(-1, keepdim=True)
-    means, variances = [], []
-    for marginal in marginals:
-        p = marginal / total
-        index = torch.arange(p.shape[-1], dtype=cdtype, device=p.device)
-        # an elementwise sum, not a matmul: BLAS blocks by batch size, and a map's
-        # coordinates must not depend on which other maps share its batch
-        mean = (p * index).sum(-1)
-        variances.append((p * (index - mean[:, None]) ** 2).sum(-1))
-        means.append(mean)
-    return torch.stack(means, -1), torch.sqrt(torch.stack(variances, -1).sum(-1))
+    return estimates, lo.reshape(lead)
 
 
 def hard_argmax(
@@ -293,6 +329,7 @@ def soft_argmax(
     frame: str | None = None,
     *,
     coords: str | None = None,
+    warn: bool = True,
 ) -> Tensor:
     """Differentiable soft-argmax: ``Σᵢ i · softmax(β · x̂)ᵢ`` over all positions.
 
@@ -308,6 +345,15 @@ def soft_argmax(
     1e-3 to 1e4 is stable and finite input never gives NaN. A constant map
     gives the centre of the map.
 
+    A map whose softmax is nearly uniform, ``β·(max x̂ − min x̂) < ln N`` (N
+    positions), gives nearly the map's centre: the call then warns with
+    :class:`~heatdecode.status.BackgroundDominatedWarning`, once per calling
+    line (Python's default filter). The check is cheap and never breaks a
+    training step: it is skipped when autograd flows into ``heatmaps``, when
+    compiling or tracing, and on accelerators after the first few calls
+    (:func:`~heatdecode.status.should_check`). ``warn=False`` or
+    ``warnings.simplefilter("ignore", BackgroundDominatedWarning)`` silences it.
+
     Args:
         heatmaps: ``(..., H, W)`` or ``(..., D, H, W)`` real tensor.
         beta: inverse temperature β > 0; larger is closer to the hard argmax.
@@ -315,6 +361,7 @@ def soft_argmax(
         normalize: ``"none"``, ``"max"`` or ``"minmax"``, see above.
         frame: the output frame, as in :func:`hard_argmax` (default ``"pixel"``).
         coords: deprecated old name of ``frame``.
+        warn: whether to check for a background-dominated map (see above).
 
     Shape:
         ``(..., H, W) -> (..., 2)`` ordered (x, y);
@@ -331,16 +378,19 @@ def soft_argmax(
         [[1.5, 0.0]]
     """
     frame = resolve_frame(frame, coords)
-    return softargmax_decode(
-        heatmaps, beta=beta, spatial_dims=spatial_dims, normalize=normalize, frame=frame
-    ).coords
+    estimates, lo = _softargmax(heatmaps, beta, spatial_dims, normalize, frame)
+    if warn and should_check(heatmaps):
+        n = math.prod(heatmaps.shape[-spatial_dims:])
+        warn_if_background_dominated(estimates.score, lo, beta, normalize, n)
+    return estimates.coords
 
 
 class SoftArgmax(nn.Module):
     """``nn.Module`` wrapper of :func:`soft_argmax`, for models and losses.
 
     ``frame`` is the output frame (``coords=`` is its deprecated old name,
-    and :attr:`coords` an alias of the attribute).
+    and :attr:`coords` an alias of the attribute); ``warn`` is
+    :func:`soft_argmax`'s (the background check).
 
     Shape:
         ``(..., H, W) -> (..., 2)`` or ``(..., D, H, W) -> (..., 3)``.
@@ -363,6 +413,7 @@ class SoftArgmax(nn.Module):
         frame: str | None = None,
         *,
         coords: str | None = None,
+        warn: bool = True,
     ) -> None:
         super().__init__()
         check_normalize(normalize)
@@ -370,6 +421,7 @@ class SoftArgmax(nn.Module):
         self.beta = check_beta(beta)
         self.spatial_dims = spatial_dims
         self.normalize = normalize
+        self.warn = warn
 
     @property
     def coords(self) -> str:
@@ -387,6 +439,7 @@ class SoftArgmax(nn.Module):
             spatial_dims=self.spatial_dims,
             normalize=self.normalize,
             frame=self.frame,
+            warn=self.warn,
         )
 
     def extra_repr(self) -> str:

@@ -18,13 +18,19 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from heatdecode.decoders import PointEstimates, argmax_decode, resolve_frame, softargmax_decode
-from heatdecode.options import DECODER_OPTIONS, check_options, resolve_options
+from heatdecode.options import (
+    DECODER_OPTIONS,
+    SAVED_MAP_DEFAULTS,
+    check_options,
+    resolve_options,
+)
 from heatdecode.refine import (
     dark_decode,
     local_softargmax_decode,
     parabola_decode,
     quarter_decode,
 )
+from heatdecode.status import with_flags
 
 __all__ = [
     "DECODERS",
@@ -98,19 +104,29 @@ def decode(
     radius: int | None = None,
     sigma: float | None = None,
     coords: str | None = None,
+    flags: bool = True,
 ) -> PointEstimates:
-    """Run the decoder named ``decoder`` (a key of :data:`DECODERS`).
+    """Run the decoder named ``decoder`` (a key of :data:`DECODERS`), as ``heatdecode run`` does.
 
     Options a decoder doesn't take are ignored, so one call shape serves all.
-    An option left at ``None`` gets the decoder's own default (soft-argmax:
-    β=1, ``"none"``; local soft-argmax: β=11, ``"minmax"``, r=2; DARK:
-    σ estimated from the maps), so one shared default can't silently detune
-    another decoder. ``frame`` is the output frame (default ``"pixel"``, see
+    An option left at ``None`` gets what ``heatdecode run -d NAME`` uses:
+    :data:`~heatdecode.options.SAVED_MAP_DEFAULTS` (soft-argmax: β=20,
+    ``"minmax"``), else the decoder's own default (local soft-argmax: β=11,
+    ``"minmax"``, r=2; DARK: σ estimated from the maps). So
+    ``decode(maps, "softargmax")`` gives the CLI's numbers, while
+    :func:`~heatdecode.decoders.soft_argmax` keeps the training defaults
+    (β=1, ``"none"``). ``frame`` is the output frame (default ``"pixel"``, see
     :func:`~heatdecode.decoders.to_frame`); ``coords`` is its deprecated old name.
+
+    With ``flags`` (default) the result also carries the CLI's per-map
+    ``low_contrast`` (soft-argmax decoders) and ``multimodal`` flags, by the
+    same functions (:func:`heatdecode.status.with_flags`), and so its
+    ``status``; ``flags=False`` skips them (the fields stay ``None``).
 
     Shape:
         ``(..., H, W)`` or ``(..., D, H, W)`` -> ``PointEstimates`` with
-        ``coords`` ``(..., spatial_dims)`` ordered (x, y[, z]).
+        ``coords`` ``(..., spatial_dims)`` ordered (x, y[, z]) and per-map
+        fields and ``status`` ``(...)``.
 
     Example:
         >>> import torch
@@ -118,7 +134,13 @@ def decode(
         [0.0, 0.0]
         >>> decode(torch.eye(3), "argmax", frame="normalized").coords.tolist()
         [-1.0, -1.0]
+        >>> decode(torch.eye(3), "argmax").status.item()
+        'ok'
     """
-    options = resolve_options(decoder, beta=beta, normalize=normalize, radius=radius, sigma=sigma)
+    saved = SAVED_MAP_DEFAULTS.get(decoder, {})
+    given = {"beta": beta, "normalize": normalize, "radius": radius, "sigma": sigma}
+    given = {name: saved.get(name) if value is None else value for name, value in given.items()}
+    options = resolve_options(decoder, **given)
     frame = resolve_frame(frame, coords)
-    return DECODERS[decoder].function(heatmaps, spatial_dims=spatial_dims, frame=frame, **options)
+    out = DECODERS[decoder].function(heatmaps, spatial_dims=spatial_dims, frame=frame, **options)
+    return with_flags(out, heatmaps, spatial_dims, options) if flags else out

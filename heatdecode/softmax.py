@@ -63,6 +63,21 @@ def softmax_marginals(
     return marginals, hi, lo
 
 
+def moments(marginals: list[Tensor], cdtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The mean ``(M, d)`` and spread ``(M,)`` of the distributions whose marginals are given."""
+    total = marginals[0].sum(-1, keepdim=True)
+    means, variances = [], []
+    for marginal in marginals:
+        p = marginal / total
+        index = torch.arange(p.shape[-1], dtype=cdtype, device=p.device)
+        # an elementwise sum, not a matmul: BLAS blocks by batch size, and a map's
+        # coordinates must not depend on which other maps share its batch
+        mean = (p * index).sum(-1)
+        variances.append((p * (index - mean[:, None]) ** 2).sum(-1))
+        means.append(mean)
+    return torch.stack(means, -1), torch.sqrt(torch.stack(variances, -1).sum(-1))
+
+
 def _marginals(weights: Tensor) -> list[Tensor]:
     """Sums of ``(M, [D,] H, W)`` weights onto each axis, ordered x (W), y (H)[, z (D)].
 

@@ -17,21 +17,38 @@ Each row of the outputs carries one ``status``, the most serious that applies:
 ``ok``          none of the above
 ==============  =============================================================
 
+The flags are computed here for both front ends, so a rule has one home:
+the CLI's batches (:mod:`heatdecode.batching`) call :func:`multimodal` and
+:func:`decoder_low_contrast`, and the library's
+:func:`~heatdecode.registry.decode` calls :func:`with_flags`, which calls the
+same two; :func:`statuses` ranks flags by :data:`STATUSES` as
+:func:`row_status` does for one row. :class:`BackgroundDominatedWarning` is
+the library's warning for the ``low-contrast`` condition
+(:func:`warn_if_background_dominated`).
+
 Pure core: imports only the standard library, numpy, torch and other core
-modules (the ``CORE`` list of ``tests/test_package.py``); no I/O and no module
-state, so it can be used without the CLI stack.
+modules (the ``CORE`` list of ``tests/test_package.py``); no I/O, so it can be
+used without the CLI stack. Its one piece of module state is the count of
+accelerator checks :func:`warn_if_background_dominated` has left.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
+import sys
+import warnings
 from collections.abc import Mapping
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from heatdecode.decoders import unravel
+from heatdecode.reductions import unravel
+
+E = TypeVar("E")
 
 #: Every status, most serious first: the one home of their order (see row_status).
 STATUSES = (
@@ -93,6 +110,8 @@ def multimodal(maps: Tensor) -> Tensor:
     m = maps.shape[0]
     spatial = maps.shape[1:]
     d = len(spatial)
+    if m == 0:  # an empty batch: reshape(0, -1) is ambiguous
+        return torch.zeros(0, dtype=torch.bool, device=maps.device)
     x = maps.float() if not maps.is_floating_point() or maps.dtype == torch.float16 else maps
     x = x.detach()
     flat = x.reshape(m, -1)
@@ -200,14 +219,181 @@ def low_contrast(maps: Tensor, beta: float, normalize: str, support: int | None 
         (True, False)
     """
     m = maps.shape[0]
-    flat = maps.detach().reshape(m, -1)
-    # the extremes in the map's own dtype, then float64: no float64 copy of the map
-    hi, lo = flat.amax(-1).to(torch.float64), flat.amin(-1).to(torch.float64)
+    flat = maps.detach().reshape(m, math.prod(maps.shape[1:]))
+    # the extremes in the map's own dtype (no float64 copy of the map)
+    n = flat.shape[-1] if support is None else support
+    return background_dominated(flat.amax(-1), flat.amin(-1), beta, normalize, n)
+
+
+def background_dominated(hi: Tensor, lo: Tensor, beta: float, normalize: str, n: int) -> Tensor:
+    """The rule of :func:`low_contrast` from each map's max and min: ``β·(max x̂ −
+    min x̂) < ln n``, for maps that aren't constant (``flat`` is their status).
+
+    Shape:
+        ``hi``, ``lo`` ``(...)`` -> ``(...)`` bool.
+    """
+    hi, lo = hi.detach().to(torch.float64), lo.detach().to(torch.float64)
     if normalize == "none":
         contrast = beta * (hi - lo)
     else:
         absmax = torch.maximum(hi.abs(), lo.abs())
         span = (hi - lo) / torch.where(absmax > 0, absmax, 1.0)
         contrast = beta * (span if normalize == "max" else (span > 0).to(hi.dtype))
-    n = flat.shape[-1] if support is None else support
     return (contrast < math.log(n)) & (hi > lo)
+
+
+def decoder_low_contrast(maps: Tensor, options: Mapping[str, Any]) -> Tensor | None:
+    """The ``low-contrast`` flag of a decoder run with its resolved ``options``.
+
+    ``None`` for decoders without a softmax (no ``beta``). A local window's
+    softmax runs over ``(2r+1)^d`` positions (at most the map's), the global
+    soft-argmax's over the whole map. The CLI's batches and :func:`with_flags`
+    both call this.
+
+    Shape:
+        ``(M, *spatial)`` -> ``(M,)`` bool, or ``None``.
+
+    Example:
+        >>> maps = torch.zeros(1, 48, 64); maps[0, 10, 10] = 1.0
+        >>> decoder_low_contrast(maps, {"beta": 5.0, "normalize": "minmax"}).tolist()
+        [True]
+        >>> decoder_low_contrast(maps, {"beta": 5.0, "normalize": "minmax", "radius": 2}).tolist()
+        [False]
+        >>> decoder_low_contrast(maps, {}) is None
+        True
+    """
+    if "beta" not in options:
+        return None
+    support = None
+    if "radius" in options:  # a local window: (2r+1)^d positions
+        support = min(math.prod(maps.shape[1:]), (2 * options["radius"] + 1) ** (maps.ndim - 1))
+    return low_contrast(maps, options["beta"], options["normalize"], support)
+
+
+def with_flags(estimates: E, heatmaps: Tensor, spatial_dims: int, options: Mapping[str, Any]) -> E:
+    """``estimates`` (a :class:`~heatdecode.decoders.PointEstimates` of
+    ``heatmaps``) with ``low_contrast`` and ``multimodal`` filled in, by the
+    functions the CLI's batches call, for a decoder run with ``options``.
+
+    Shape:
+        ``heatmaps`` ``(..., H, W)`` or ``(..., D, H, W)``; the flags ``(...)`` bool.
+    """
+    lead = heatmaps.shape[: heatmaps.ndim - spatial_dims]
+    maps = heatmaps.reshape(-1, *heatmaps.shape[heatmaps.ndim - spatial_dims :])
+    low = decoder_low_contrast(maps, options)
+    return estimates._replace(
+        low_contrast=None if low is None else low.reshape(lead),
+        multimodal=multimodal(maps).reshape(lead),
+    )
+
+
+def estimate_flags(estimates: Any) -> dict[str, Tensor]:
+    """The status flags a :class:`~heatdecode.decoders.PointEstimates` carries,
+    by status name; a flag it doesn't hold (``None``) is left out.
+
+    ``nonfinite`` is set where the map held NaN/±Inf or the coordinates came
+    out NaN/±Inf, as in the CLI's rows.
+    """
+    nonfinite = ~estimates.finite | ~torch.isfinite(estimates.coords).all(-1)
+    flags = {
+        "nonfinite": nonfinite,
+        "flat": estimates.flat,
+        "border": estimates.border,
+        "unrefined": estimates.skipped,
+        "low-contrast": estimates.low_contrast,
+        "multimodal": estimates.multimodal,
+    }
+    return {name: flag for name, flag in flags.items() if flag is not None}
+
+
+def statuses(flags: Mapping[str, Tensor | np.ndarray]) -> np.ndarray:
+    """:func:`row_status` for every map at once: per map the most serious status
+    whose flag is set, in :data:`STATUSES` order.
+
+    Shape:
+        flags ``(...)`` bool each (broadcast together) -> ``(...)`` str array.
+
+    Example:
+        >>> statuses({"multimodal": torch.tensor([True, True, False]),
+        ...           "border": torch.tensor([False, True, False])}).tolist()
+        ['multimodal', 'border', 'ok']
+    """
+    if not flags.keys() <= _FLAGS:
+        unknown = sorted(set(flags) - _FLAGS)
+        raise ValueError(f"unknown status flag(s) {unknown}; known: {STATUSES[:-1]}")
+    arrays = {
+        name: np.asarray(flag.detach().cpu() if isinstance(flag, Tensor) else flag, dtype=bool)
+        for name, flag in flags.items()
+    }
+    shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    out = np.full(shape, "ok", dtype=f"<U{max(map(len, STATUSES))}")
+    for status in reversed(STATUSES[:-1]):  # the most serious is written last
+        if status in arrays:
+            out[np.broadcast_to(arrays[status], shape)] = status
+    return out
+
+
+class BackgroundDominatedWarning(UserWarning):
+    """A soft-argmax call was dominated by the background (status ``low-contrast``).
+
+    ``β·(max x̂ − min x̂) < ln N`` for some map: the softmax is nearly uniform
+    and the point is pulled toward the map's centre. Raised once per calling
+    line by Python's default warning filter; silence it with ``warn=False`` or
+    ``warnings.simplefilter("ignore", BackgroundDominatedWarning)``.
+    """
+
+
+def should_check(heatmaps: Tensor) -> bool:
+    """Whether a soft-argmax call on ``heatmaps`` checks for a background-dominated map.
+
+    Not while compiling, tracing or scripting; not when autograd flows into
+    the maps (a training step: freshly initialised logits are nearly uniform
+    by design); not on accelerators, where the check would be a device-to-host
+    sync in every call (``decode``'s ``low_contrast`` flag carries the same
+    rule there, and a call on CPU warns); on CPU always: a comparison of two
+    numbers a map, beside the softmax over all of it. Pure: no counters, so a
+    call warns or not by its arguments alone.
+    """
+    if _is_compiling() or (torch.is_grad_enabled() and heatmaps.requires_grad):
+        return False
+    return heatmaps.device.type == "cpu"
+
+
+def _is_compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    compiling = getattr(compiler, "is_compiling", None)
+    return bool(torch.jit.is_scripting() or torch.jit.is_tracing() or (compiling and compiling()))
+
+
+def warn_if_background_dominated(
+    hi: Tensor, lo: Tensor, beta: float, normalize: str, n: int
+) -> None:
+    """Warn (:class:`BackgroundDominatedWarning`) if any map with these extremes is
+    background-dominated (:func:`background_dominated`) for a softmax over ``n``
+    positions. The warning points at the first caller outside heatdecode and torch.
+    """
+    if not bool(background_dominated(hi, lo, beta, normalize, n).any()):
+        return
+    warnings.warn(
+        f"soft-argmax is dominated by the background: β·(max x̂ − min x̂) < ln N = "
+        f"{math.log(n):.2f} (beta={beta:g}, normalize={normalize!r}), so the softmax is "
+        "nearly uniform and pulls the point toward the map's centre. Raise beta, or use "
+        "normalize='minmax' with beta=20 (the CLI's default); decode(maps, 'softargmax') "
+        "flags each map (low_contrast). Silence: warn=False or "
+        "warnings.simplefilter('ignore', BackgroundDominatedWarning).",
+        BackgroundDominatedWarning,
+        stacklevel=_outside_level(),
+    )
+
+
+_INTERNAL = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep for path in (__file__, torch.__file__)
+)
+
+
+def _outside_level() -> int:
+    """The ``stacklevel`` of the first frame, above the caller, outside heatdecode and torch."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    return level

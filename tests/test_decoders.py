@@ -32,6 +32,10 @@ from heatdecode.family import decode
 # the two global decoders this file is about; the refining family has its own tests
 DECODERS = ("argmax", "softargmax")
 
+# low β on random maps is tested on purpose here; the warning has its own tests
+# (tests/test_decode_flags.py)
+pytestmark = pytest.mark.filterwarnings("ignore::heatdecode.status.BackgroundDominatedWarning")
+
 NORMALIZE = ("none", "max", "minmax")
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from heatdecode import registry
+from heatdecode.options import SAVED_MAP_DEFAULTS
 from heatdecode.registry import DECODERS, RegistryEntry, decode
 
 FRAMES = ("pixel", "half-pixel", "normalized", "normalized-edges")
@@ -39,9 +40,11 @@ def test_every_entry_is_a_registry_entry():
 @pytest.mark.parametrize("frame", FRAMES)
 def test_decode_takes_frame_or_its_old_name_coords(decoder, frame):
     maps = torch.rand(3, 7, 9, generator=torch.Generator().manual_seed(5))
-    new = decode(maps, decoder, frame=frame)
-    old = decode(maps, decoder, coords=frame)
-    direct = DECODERS[decoder].function(maps, frame=frame)
+    new = decode(maps, decoder, frame=frame, flags=False)
+    old = decode(maps, decoder, coords=frame, flags=False)
+    # decode's defaults are the CLI's (SAVED_MAP_DEFAULTS), the functions' the library's
+    cli = registry.resolve_options(decoder, **SAVED_MAP_DEFAULTS.get(decoder, {}))
+    direct = DECODERS[decoder].function(maps, frame=frame, **cli)
     for a, b, c in zip(new, old, direct, strict=True):
         assert (a is None and b is None and c is None) or (torch.equal(a, b) and torch.equal(a, c))
     with pytest.raises(TypeError, match="not both"):

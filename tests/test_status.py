@@ -10,7 +10,14 @@ import torch
 
 from heatdecode.cli import main
 from heatdecode.sample import gaussian
-from heatdecode.status import STATUSES, low_contrast, multimodal, row_status
+from heatdecode.status import (
+    STATUSES,
+    decoder_low_contrast,
+    low_contrast,
+    multimodal,
+    row_status,
+    with_flags,
+)
 
 
 def peak(shape=(30, 40), centre=(12.3, 14.6), sigma=2.0) -> np.ndarray:
@@ -55,6 +62,28 @@ def test_low_contrast_of_a_small_window_uses_its_own_size():
     maps = torch.tensor(peak())[None]
     assert low_contrast(maps, 5.0, "minmax").item()
     assert not low_contrast(maps, 5.0, "minmax", support=25).item()  # ln 25 = 3.2 < 5
+
+
+def test_decoder_low_contrast_counts_the_positions_its_softmax_runs_over():
+    maps = torch.tensor(peak())[None]  # 30×40
+    assert decoder_low_contrast(maps, {}) is None  # no softmax, no flag
+    whole = decoder_low_contrast(maps, {"beta": 5.0, "normalize": "minmax"})
+    window = decoder_low_contrast(maps, {"beta": 5.0, "normalize": "minmax", "radius": 2})
+    assert whole.tolist() == low_contrast(maps, 5.0, "minmax").tolist() == [True]
+    assert window.tolist() == low_contrast(maps, 5.0, "minmax", support=25).tolist() == [False]
+    huge = {"beta": 5.0, "normalize": "minmax", "radius": 10**6}  # clamped to the map
+    assert decoder_low_contrast(maps, huge).tolist() == [True]
+
+
+def test_flags_of_an_empty_batch_are_empty():
+    from heatdecode import decode
+
+    assert multimodal(torch.zeros(0, 5, 6)).shape == (0,)
+    assert low_contrast(torch.zeros(0, 5, 6), 1.0, "none").shape == (0,)
+    out = decode(torch.zeros(0, 3, 5, 6), "softargmax")
+    assert out.status.shape == (0, 3) and out.multimodal.shape == (0, 3)
+    empty = with_flags(out._replace(multimodal=None), torch.zeros(0, 3, 5, 6), 2, {})
+    assert empty.low_contrast is None and empty.multimodal.shape == (0, 3)
 
 
 def rows_for(tmp_path, array: np.ndarray, *args: str) -> list[dict[str, str]]:
