@@ -2,18 +2,23 @@
 
 Folders are walked iteratively (no recursion limit) without following links;
 hidden entries are skipped, FIFOs, sockets and devices are reported and never
-opened, and names are made unique. Standard library only.
+opened, and names are made unique; :func:`open_regular` opens a file for the
+readers only if it is a regular one. Standard library only.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from heatdecode.failures import Failure as LoadFailure
+from heatdecode.guards import LoadError, short_reason
 from heatdecode.preflight import MISSING, npz_member
 
 SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff")
@@ -23,11 +28,17 @@ SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff")
 class Source:
     """One file to read: ``path`` on disk, ``name`` as reported in outputs;
     ``member``: only that array of an ``.npz`` (an argument ``file.npz:key``,
-    named as the outputs name members)."""
+    named as the outputs name members); ``keys``: only these members of an
+    ``.npz`` (``--key``; a file holding none of them fails), otherwise members
+    that plainly aren't heatmaps are skipped (see :mod:`heatdecode.members`);
+    ``strict_layout``: an ``auto`` layout guess that looks wrong fails the array
+    (``--strict-layout``) rather than warn."""
 
     path: Path
     name: str
     member: str | None = None
+    keys: tuple[str, ...] = ()
+    strict_layout: bool = False
 
 
 #: failures that :func:`discover` reports itself: no reader ever sees them
@@ -180,3 +191,67 @@ def unique_name(name: str, taken: set[str]) -> str:
         count += 1
         candidate = f"{name}#{count}"
     return candidate
+
+
+# non-blocking: opening a FIFO with no writer must not wait for one; no
+# controlling terminal from a tty device
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+@contextmanager
+def open_regular(path: Path) -> Iterator[tuple[BinaryIO, int]]:
+    """``path`` opened for reading, with its size, if it is a regular file."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:  # say why: a folder, a broken link, a socket...
+        if exc.errno == errno.ENAMETOOLONG:  # deep in a tree: Path.is_dir would raise too
+            raise LoadError("path too long to open (over the system's limit)") from None
+        if path.is_dir():
+            raise LoadError(_folder(path)) from None
+        if not path.exists():
+            raise LoadError(_missing(path)) from None
+        if exc.errno == errno.ENXIO:  # a socket can't be opened at all
+            raise LoadError(f"not a regular file ({file_kind(os.stat(path).st_mode)})") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise LoadError(_folder(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise LoadError(f"not a regular file ({file_kind(info.st_mode)})")
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh, info.st_size
+
+
+def _folder(path: Path) -> str:
+    """Why a folder given as a source can't be read (:func:`discover` passes unlistable ones)."""
+    try:
+        with os.scandir(path):
+            pass
+    except PermissionError:
+        return "permission denied (a folder that can't be listed: nothing in it was read)"
+    except OSError as exc:
+        return f"a folder that can't be listed ({short_reason(exc)})"
+    return "is a directory"
+
+
+def _missing(path: Path) -> str:
+    """Why ``path``, which doesn't exist as far as ``Path.exists`` can tell, can't be read."""
+    if not path.is_symlink():
+        return "no such file"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # Path.exists() is False for a loop too
+            return "symbolic link loop"
+    return "broken symbolic link"

@@ -6,7 +6,8 @@ Also the output folder's own entries, checked before anything is written.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from heatdecode.loading import LoadFailure, Source, discover
@@ -20,10 +21,48 @@ OWN_FILES = ("sweep.png", "comparison.png")  # outputs with a heatmap suffix, be
 
 
 def discover_inputs(
-    paths: Sequence[str | os.PathLike[str]], out_dir: Path, notes: list[str]
+    paths: Sequence[str | os.PathLike[str]],
+    out_dir: Path,
+    notes: list[str],
+    *,
+    keys: Sequence[str] = (),
+    strict_layout: bool = False,
 ) -> tuple[list[Source], list[LoadFailure]]:
     """:func:`discover`, leaving out ``out_dir``'s own outputs and the folders of
-    earlier runs (a note for each of those)."""
+    earlier runs (a note for each of those); every source takes ``strict_layout``
+    and, if it is an ``.npz`` not named ``file.npz:key``, ``keys`` (``--key``)."""
+    sources, failures = _discover(paths, out_dir, notes)
+    chosen = tuple(dict.fromkeys(keys))
+    if chosen or strict_layout:
+        sources = [
+            replace(
+                s,
+                keys=chosen if s.member is None and s.path.suffix.lower() == ".npz" else (),
+                strict_layout=strict_layout,
+            )
+            for s in sources
+        ]
+    return sources, failures
+
+
+def noting(
+    notes: list[str], on_loaded: Callable[[Source, list], None] | None
+) -> Callable[[Source, list], None]:
+    """``on_loaded`` that first adds each array's notes (members of its file
+    skipped as not heatmaps) to the run's ``notes``."""
+
+    def loaded(source: Source, items: list) -> None:
+        for item in items:
+            notes.extend(getattr(item, "notes", ()))  # a LoadFailure has none
+        if on_loaded is not None:
+            on_loaded(source, items)
+
+    return loaded
+
+
+def _discover(
+    paths: Sequence[str | os.PathLike[str]], out_dir: Path, notes: list[str]
+) -> tuple[list[Source], list[LoadFailure]]:
     out = out_dir.resolve()
 
     def skip(path: Path, is_folder: bool) -> bool:

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 LETTERS = "NCDHW"
 AUTO = "auto"
 AUTO_LAYOUTS = {2: "HW", 3: "CHW", 4: "NCHW", 5: "NCDHW"}
+#: what ``auto`` picks, for ``--help``: each ndim's layout and what it reads
+AUTO_RULE = (
+    f"2 axes as {AUTO_LAYOUTS[2]} (one map), 3 as {AUTO_LAYOUTS[3]} (one map per "
+    f"channel), 4 as {AUTO_LAYOUTS[4]} (samples of channels), 5 as {AUTO_LAYOUTS[5]} "
+    "(volumes), a multi-page TIFF as DHW"
+)
 
 
 class LayoutError(ValueError):

@@ -9,15 +9,10 @@ records. Nothing here touches torch.
 
 from __future__ import annotations
 
-import errno
 import io
 import math
-import os
-import stat
 import threading
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +25,7 @@ from heatdecode.discovery import (  # noqa: F401  (re-exported: loading's names 
     Source,
     discover,
     file_kind,
+    open_regular,
     unique_name,
 )
 from heatdecode.failures import Failure
@@ -42,6 +38,7 @@ from heatdecode.layouts import (
     spatial_dims,
     to_canonical,
 )
+from heatdecode.members import member_keys, select_keys, skip_non_heatmaps, skip_note
 from heatdecode.preflight import MISSING, parse_size  # noqa: F401  (re-exported)
 
 #: the default of ``max_map_bytes``: the most one array (a file, or one ``.npz``
@@ -66,6 +63,8 @@ class HeatmapArray:
     shape: tuple[int, ...]
     maps: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    #: the run's notes about its file (.npz members skipped as not heatmaps)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def spatial_dims(self) -> int:
@@ -193,25 +192,6 @@ def _load_npy(fh: BinaryIO, size: int, budget: int, cancel: threading.Event | No
     return _read_payload(fh, shape, fortran, dtype, cancel)
 
 
-def _member_keys(names: list[str]) -> list[str]:
-    """One unique key per member: the name without ``.npy`` (as np.load names
-    it) unless two members would share it (``k`` and ``k.npy``) or it is taken;
-    then the member keeps its stored name, and a name still taken (a zip may
-    repeat one) gets ``#2``, ``#3``..."""
-    stripped = [n[:-4] if n.endswith(".npy") else n for n in names]
-    counts: dict[str, int] = {}
-    for key in stripped:
-        counts[key] = counts.get(key, 0) + 1
-    keys: list[str] = []
-    taken: set[str] = set()
-    for name, key in zip(names, stripped, strict=True):
-        if counts[key] > 1 or key in taken:
-            key = unique_name(name, taken)
-        taken.add(key)
-        keys.append(key)
-    return keys
-
-
 def _check_inflation(declared: int, compressed: int, what: str) -> None:
     """The second guard against bombs: a tiny compressed size for a big declared one."""
     if declared > BOMB_MIN_BYTES and declared > BOMB_RATIO * max(compressed, 1):
@@ -242,7 +222,7 @@ def _load_npz(
         if len(infos) > 1:  # every member is in memory at once: the archive is a bomb too
             declared = sum(i.file_size for i in infos)
             _check_inflation(declared, sum(i.compress_size for i in infos), "its members'")
-        for info, key in zip(infos, _member_keys([i.filename for i in infos]), strict=True):
+        for info, key in zip(infos, member_keys([i.filename for i in infos]), strict=True):
             try:
                 members.append((key, _load_member(archive, info, budget, cancel)))
             except Cancelled:
@@ -261,13 +241,15 @@ def _load_member(
     cancel: threading.Event | None,
 ) -> np.ndarray:
     """One member, refused before anything is inflated when its declared size
-    is over the budget or far over its compressed size, then read in pieces."""
+    is over the budget or far over its compressed size, then read in pieces. A
+    boolean one is read (a mask beside heatmaps is skipped); :func:`prepare` refuses it."""
     check_budget(info.file_size, budget, "the member would inflate to")
     if info.compress_type != zipfile.ZIP_STORED:
         _check_inflation(info.file_size, info.compress_size, "the member's")
     with archive.open(info) as fh:
         shape, fortran, dtype = _read_npy_header(fh)
-        _check_dtype(dtype)
+        if dtype.kind != "b":
+            _check_dtype(dtype)
         need = _payload(shape, dtype)
         if need > info.file_size - fh.tell():
             raise LoadError(
@@ -303,11 +285,18 @@ def _as_float(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def prepare(name: str, array: np.ndarray, layout: str, default: str | None = None) -> HeatmapArray:
+def prepare(
+    name: str,
+    array: np.ndarray,
+    layout: str,
+    default: str | None = None,
+    strict_layout: bool = False,
+) -> HeatmapArray:
     """Check an array and bring it to canonical layout and a float dtype.
 
     Raises:
-        LoadError: wrong dtype, empty axis, or a layout that doesn't fit.
+        LoadError: wrong dtype, empty axis, a layout that doesn't fit, or, with
+            ``strict_layout``, an ``auto`` guess that looks wrong (otherwise a warning).
     """
     _check_dtype(array.dtype)
     try:
@@ -319,6 +308,8 @@ def prepare(name: str, array: np.ndarray, layout: str, default: str | None = Non
         raise LoadError(f"{exc} (shape {array.shape})") from None
     guessed = layout == "auto" and default is None
     doubt = doubtful_guess(tuple(array.shape), resolved) if guessed else None
+    if doubt is not None and strict_layout:
+        raise LoadError(f"layout guessed as {resolved}, but {doubt} (--strict-layout)")
     item = HeatmapArray(name, resolved, tuple(array.shape), _as_float(maps))
     if doubt is not None:
         item.warnings.append(f"layout guessed as {resolved}, but {doubt}")
@@ -342,7 +333,10 @@ def load_source(
             two pieces of its data and the file is reported as interrupted.
 
     Only a regular file is read: a FIFO, a socket or a device (even one swapped
-    in after :func:`discover`) is refused without blocking.
+    in after :func:`discover`) is refused without blocking. Which ``.npz``
+    members are read follows ``source.member``, ``source.keys`` and otherwise
+    :mod:`heatdecode.members`' rule (the members skipped: a note in the first
+    array's ``notes``); ``source.strict_layout`` makes a doubtful guess fail.
     """
     if max_map_bytes < 1:
         raise ValueError(f"max_map_bytes must be at least 1, got {max_map_bytes}")
@@ -350,7 +344,7 @@ def load_source(
     try:
         # One open() for the common case: each file-system call releases and
         # retakes the GIL, which the loader threads and the decoder contend for.
-        with _open_regular(path) as (fh, size):
+        with open_regular(path) as (fh, size):
             entries = _read(path, fh, size, max_map_bytes, cancel)
     except LoadError as exc:
         return [LoadFailure(source.name, str(exc))]
@@ -360,12 +354,10 @@ def load_source(
         return [LoadFailure(source.name, f"could not read ({short_reason(exc)})")]
     except MemoryError:
         return [LoadFailure(source.name, "not enough memory to read it")]
-    if source.member is not None:
-        kept = [e for e in entries if e[0] == source.member]
-        if not kept:
-            held = ", ".join(str(e[0]) for e in entries)
-            return [LoadFailure(source.name, f"no member {source.member!r} (it holds: {held})")]
-        entries = [(None, *e[1:]) for e in kept]  # named by the source: file.npz:key
+    try:
+        entries, skipped = _chosen(source, entries, layout)
+    except LoadError as exc:
+        return [LoadFailure(source.name, str(exc))]
     results: list[HeatmapArray | LoadFailure] = []
     for key, array, default, notes in entries:
         name = source.name if key is None else f"{source.name}:{key}"
@@ -373,74 +365,34 @@ def load_source(
             results.append(LoadFailure(name, str(array)))
             continue
         try:
-            item = prepare(name, array, layout, default)
+            item = prepare(name, array, layout, default, source.strict_layout)
         except LoadError as exc:
             results.append(LoadFailure(name, str(exc)))
             continue
         item.warnings.extend(notes)
         results.append(item)
+    if skipped:  # the note goes with the file's first array decoded
+        first = next((r for r in results if isinstance(r, HeatmapArray)), None)
+        if first is not None:
+            first.notes.append(skip_note(source.name, skipped))
     return results
 
 
-# non-blocking: opening a FIFO with no writer must not wait for one; no
-# controlling terminal from a tty device
-_OPEN_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_NOCTTY", 0)
-    | getattr(os, "O_BINARY", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
+def _chosen(source: Source, entries: list, layout: str) -> tuple[list, list[str]]:
+    """The entries to decode (see :mod:`heatdecode.members`), and the members skipped.
 
-
-@contextmanager
-def _open_regular(path: Path) -> Iterator[tuple[BinaryIO, int]]:
-    """``path`` opened for reading, with its size, if it is a regular file."""
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as exc:  # say why: a folder, a broken link, a socket...
-        if exc.errno == errno.ENAMETOOLONG:  # deep in a tree: Path.is_dir would raise too
-            raise LoadError("path too long to open (over the system's limit)") from None
-        if path.is_dir():
-            raise LoadError(_folder(path)) from None
-        if not path.exists():
-            raise LoadError(_missing(path)) from None
-        if exc.errno == errno.ENXIO:  # a socket can't be opened at all
-            raise LoadError(f"not a regular file ({file_kind(os.stat(path).st_mode)})") from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise LoadError(_folder(path))
-        if not stat.S_ISREG(info.st_mode):
-            raise LoadError(f"not a regular file ({file_kind(info.st_mode)})")
-        fh = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with fh:
-        yield fh, info.st_size
-
-
-def _folder(path: Path) -> str:
-    """Why a folder given as a source can't be read (:func:`discover` passes unlistable ones)."""
-    try:
-        with os.scandir(path):
-            pass
-    except PermissionError:
-        return "permission denied (a folder that can't be listed: nothing in it was read)"
-    except OSError as exc:
-        return f"a folder that can't be listed ({short_reason(exc)})"
-    return "is a directory"
-
-
-def _missing(path: Path) -> str:
-    """Why ``path``, which doesn't exist as far as ``Path.exists`` can tell, can't be read."""
-    if not path.is_symlink():
-        return "no such file"
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # Path.exists() is False for a loop too
-            return "symbolic link loop"
-    return "broken symbolic link"
+    Raises:
+        LoadError: the member ``file.npz:key`` names, or every one ``--key``
+            names, is not in the archive.
+    """
+    if source.member is not None:
+        kept = [e for e in entries if e[0] == source.member]
+        if not kept:
+            held = ", ".join(str(e[0]) for e in entries)
+            raise LoadError(f"no member {source.member!r} (it holds: {held})")
+        return [(None, *e[1:]) for e in kept], []  # named by the source: file.npz:key
+    if source.path.suffix.lower() != ".npz" or len(entries) < 2 and not source.keys:
+        return entries, []
+    if source.keys:
+        return select_keys(entries, source.keys), []
+    return skip_non_heatmaps(entries, layout)
