@@ -135,14 +135,11 @@ def _draw_marker(draw: ImageDraw.ImageDraw, x: float, y: float, shape: str, colo
     if r < 6:  # a small marker (many peaks): thin lines, or it is a blot
         _draw_small_marker(draw, x, y, shape, colour, r)
         return
-    if shape == "cross":
+    if shape in ("cross", "x"):
+        # the + is smaller than the others: inside a circle or square at its point
+        arm = max(6, round(r * 0.6)) if shape == "cross" else r
         for width, fill in ((5, outline), (2, colour)):
-            draw.line([(x - r, y), (x + r, y)], fill=fill, width=width)
-            draw.line([(x, y - r), (x, y + r)], fill=fill, width=width)
-    elif shape == "x":
-        for width, fill in ((5, outline), (2, colour)):
-            draw.line([(x - r, y - r), (x + r, y + r)], fill=fill, width=width)
-            draw.line([(x - r, y + r), (x + r, y - r)], fill=fill, width=width)
+            _open_cross(draw, x, y, shape, arm, fill, width)
     elif shape == "circle":
         draw.ellipse([x - r, y - r, x + r, y + r], outline=outline, width=4)
         draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
@@ -163,13 +160,27 @@ def _draw_small_marker(
     draw: ImageDraw.ImageDraw, x: float, y: float, shape: str, colour, r: int
 ) -> None:
     if shape in ("cross", "x"):
-        d = (r, 0, 0, r) if shape == "cross" else (r, r, r, -r)
-        draw.line([(x - d[0], y - d[1]), (x + d[0], y + d[1])], fill=colour, width=1)
-        draw.line([(x - d[2], y - d[3]), (x + d[2], y + d[3])], fill=colour, width=1)
+        _open_cross(draw, x, y, shape, r, colour, 1)
     elif shape == "circle":
         draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=1)
     else:
         draw.rectangle([x - r, y - r, x + r, y + r], outline=colour, width=1)
+
+
+_ARMS = {
+    "cross": ((1, 0), (-1, 0), (0, 1), (0, -1)),
+    "x": ((1, 1), (1, -1), (-1, 1), (-1, -1)),
+}
+
+
+def _open_cross(
+    draw: ImageDraw.ImageDraw, x: float, y: float, shape: str, r: int, fill, width: int
+) -> None:
+    """A ``+`` or ``x`` whose four arms stop short of the centre: the peak under
+    it, and another decoder's mark a fraction of a pixel away, stay visible."""
+    gap = max(2.0, r * 0.45) if r >= 6 else 1.5
+    for dx, dy in _ARMS[shape]:
+        draw.line([(x + dx * gap, y + dy * gap), (x + dx * r, y + dy * r)], fill=fill, width=width)
 
 
 def _panel(
@@ -178,16 +189,20 @@ def _panel(
     axes: tuple[int, int],
     caption: str,
     font,
+    pixel: tuple[float, float] = (1.0, 1.0),
 ) -> Image.Image:
     h, w = image.shape
     count = max((np.atleast_2d(p).shape[0] for p in points.values() if p is not None), default=1)
     # many peaks: a panel big enough to tell them apart (a 512² map with 100+
     # peaks is drawn at full size)
     target = TARGET_SIZE if count <= MANY_POINTS else MANY_POINTS_SIZE
-    zoom = max(1.0, min(MAX_ZOOM, target / max(h, w)))
-    if max(h, w) > target * 2:
-        zoom = target * 2 / max(h, w)  # shrink very large maps
-    size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
+    # physical aspect: a pixel is pixel[0] wide and pixel[1] high (the finer axis 1)
+    ax, ay = pixel[0] / min(pixel), pixel[1] / min(pixel)
+    extent = max(h * ay, w * ax)
+    zoom = max(1.0, min(MAX_ZOOM, target / extent))
+    if extent > target * 2:
+        zoom = target * 2 / extent  # shrink very large maps
+    size = (max(1, round(w * ax * zoom)), max(1, round(h * ay * zoom)))
     picture = _colour_picture(image, size)
     sx, sy = size[0] / w, size[1] / h
     label_h = 16
@@ -226,6 +241,7 @@ def render_overlay(
     title: str,
     labels: Sequence[str] | None = None,
     legend: Mapping[str, str] | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> Image.Image:
     """Draw a grid of panels, one per map (three per volume), with the decoded points.
 
@@ -237,6 +253,9 @@ def render_overlay(
         title: the picture's heading (usually the file name).
         labels: a caption per map (default ``map 0``, ``map 1``, ...).
         legend: decoder name -> legend text (default: the name).
+        spacing: a pixel's physical size per axis (x, y[, z]), or one value for
+            all: panels are drawn in physical aspect (a mm is as long across
+            as down). Default: square pixels.
 
     Example:
         >>> maps = np.zeros((2, 12, 20)); maps[0, 3, 5] = maps[1, 8, 15] = 1
@@ -249,11 +268,12 @@ def render_overlay(
     font = _font(12)
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(total)]
     tiles: list[Image.Image] = []
+    size = _pixel_size(spacing, maps.ndim - 1)
     for m in range(shown):
         views = _views(maps[m])
         row_points = {name: p[m] for name, p in points.items()}
         parts = [
-            _panel(image, row_points, axes, f"{labels[m]} {cap}".strip(), font)
+            _panel(image, row_points, axes, f"{labels[m]} {cap}".strip(), font, size[list(axes)])
             for cap, image, axes in views
         ]
         if len(parts) == 1:
@@ -266,8 +286,7 @@ def render_overlay(
                 tile.paste(p, (x, 0))
                 x += p.width + 4
             tiles.append(tile)
-    cols = 1 if maps.ndim == 4 else min(shown, max(1, int(np.ceil(np.sqrt(shown * 1.5)))))
-    cols = min(cols, shown)
+    cols = grid_columns(shown, maps.ndim == 4)
     rows = int(np.ceil(shown / cols))
     tw = max(t.width for t in tiles)
     th = max(t.height for t in tiles)
@@ -285,6 +304,27 @@ def render_overlay(
     draw.text((gap, 4), heading, fill=(255, 255, 255), font=_font(14))
     canvas.paste(_legend_strip(entries, width, footer, gap), (0, height - footer))
     return canvas
+
+
+def grid_columns(shown: int, volumes: bool) -> int:
+    """How many panels :func:`render_overlay` puts in a row: one volume (three
+    projections) per row; 2D maps in a grid about 1.5 times as wide as high.
+    Panel ``i`` is at row ``i // columns``, column ``i % columns``."""
+    if volumes or shown <= 1:
+        return 1
+    return min(shown, int(np.ceil(np.sqrt(shown * 1.5))))
+
+
+def _pixel_size(spacing: Sequence[float] | None, dims: int) -> np.ndarray:
+    """A pixel's size on each axis (x, y[, z]): ``spacing``, or 1 on every axis
+    (also for a spacing not positive and finite, which no frame accepts)."""
+    if spacing is None:
+        return np.ones(dims)
+    values = np.asarray(spacing, dtype=np.float64).ravel()
+    values = np.full(dims, values[0]) if len(values) == 1 else values[:dims]
+    if len(values) != dims or not np.all(np.isfinite(values) & (values > 0)):
+        return np.ones(dims)
+    return values
 
 
 _LEGENDS: dict[tuple, Image.Image] = {}

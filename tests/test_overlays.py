@@ -141,8 +141,8 @@ def test_flagged_overlays_draw_only_files_with_a_flagged_map_and_it_comes_first(
     np.save(tmp_path / "odd.npy", odd)
     out = tmp_path / "out"
     args = ["run", str(tmp_path), "--out", str(out), "-q", "-d", "argmax"]
-    assert main([*args, "--overlay-maps", "flagged"]) == 0
-    assert [p.name for p in (out / "overlays").iterdir()] == ["odd.npy.png"]
+    assert main([*args, "--overlays", "flagged"]) == 0
+    assert [p.name for p in (out / "overlays").glob("*.png")] == ["odd.npy.png"]
     only = DecoderSelection(decoders=("argmax",))
     result = decode_sources([Source(tmp_path / "odd.npy", "odd.npy")], only).results[0]
     assert panel_order(result).tolist() == [2, 0, 1]

@@ -69,7 +69,7 @@ def test_every_peak_gets_a_row_per_decoder_and_maps_without_peaks_say_why(folder
     document = json.loads((out / "coordinates.json").read_text())
     assert document["settings"]["peaks"]["threshold_abs"] == 0.3
     assert document["summary"]["peaks_per_map"]["max"] == 4
-    assert [p.name for p in (out / "overlays").iterdir()] == ["m.npy.png"]
+    assert [p.name for p in (out / "overlays").glob("*.png")] == ["m.npy.png"]
 
 
 def test_whole_map_softargmax_is_a_usage_error_in_peaks_mode(folder, tmp_path, capsys):

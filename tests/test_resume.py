@@ -57,8 +57,8 @@ def overlay_set(out: Path) -> dict[str, bytes]:
 
 
 def test_sigterm_saves_finished_files_and_resume_equals_an_uninterrupted_run(many_files, tmp_path):
-    # overlays and one worker make the run last several seconds on any machine
-    options = ["-q", "--batch-size", "8", "--workers", "1"]
+    # overlays of every file and one worker make the run last several seconds on any machine
+    options = ["-q", "--batch-size", "8", "--workers", "1", "--overlays", "all"]
     reference = tmp_path / "reference"
     assert main(["run", str(many_files), "--out", str(reference), *options]) == 0
 
