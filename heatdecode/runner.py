@@ -31,7 +31,7 @@ from heatdecode import devices
 from heatdecode.atomic import OutputError, commit_outputs
 from heatdecode.evaluate import evaluate, read_truth, write_metrics_csv, write_metrics_json
 from heatdecode.frames import Frame
-from heatdecode.inputs import check_output_entries, discover_inputs, remove_new_folder
+from heatdecode.inputs import check_output_entries, discover_inputs, noting, remove_new_folder
 from heatdecode.loading import MAX_MAP_BYTES, HeatmapArray, LoadFailure, Source
 from heatdecode.options import (  # noqa: F401  (SAVED_MAP_DEFAULTS is re-exported)
     SAVED_MAP_DEFAULTS,
@@ -41,7 +41,7 @@ from heatdecode.options import (  # noqa: F401  (SAVED_MAP_DEFAULTS is re-export
     check_decoder,
     check_options,
 )
-from heatdecode.overlay_writer import OverlayWriter
+from heatdecode.overlay_writer import OverlayWriter, overlay_mode
 from heatdecode.peak_evaluation import (
     evaluate_peaks,
     write_peak_metrics_csv,
@@ -111,8 +111,8 @@ class RunConfig:
     workers: int = 4
     prefetch: int = 16
     formats: tuple[str, ...] = FORMATS
-    overlays: bool = True
-    overlay_maps: str = "all"  # "all", or "flagged": only files with a map not ok
+    overlays: str | bool = "worst"  # overlay_writer.OVERLAY_MODES (True: all, False: none)
+    overlay_count: int = 24  # --overlays worst: this many maps
     overwrite: bool = False
     strict: bool = False
     truth: Path | None = None
@@ -121,6 +121,8 @@ class RunConfig:
     batch_bytes: int = BATCH_BYTES  # the most bytes of maps in one batch (see decode_sources)
     peaks: PeakOptions | None = None  # peaks mode: every peak of a map, each decoder at each
     match_cutoffs: tuple[float, ...] | None = None  # peaks mode with truth: None, the defaults
+    keys: tuple[str, ...] = ()  # --key: only these .npz members (see heatdecode.members)
+    strict_layout: bool = False  # --strict-layout: a doubtful auto layout fails the array
 
 
 class Interrupted(Exception):
@@ -179,8 +181,10 @@ def run(
     *,
     on_loaded: Callable[[Source, list[HeatmapArray | LoadFailure]], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_phase: Callable[[str], None] = lambda name: None,
 ) -> RunReport:
-    """Decode ``paths`` and write the outputs into ``out_dir``.
+    """Decode ``paths`` and write the outputs into ``out_dir``; ``on_phase`` is
+    told each step as it begins ("drawing overlays", "writing outputs").
 
     Raises:
         OptionError: an option out of its range (a ValueError naming it).
@@ -208,9 +212,13 @@ def run(
             if on_start is not None:
                 on_start(len(todo))
             decoding, overlays = _decode_with_overlays(
-                todo, out_dir, config, plan, resumed, on_loaded
+                todo, out_dir, config, plan, resumed, noting(inputs.notes, on_loaded)
             )
             report = _build_report(plan, inputs, resumed, todo, decoding, overlays, config)
+            if overlays is not None:  # worst: drawn now, from every record; the index
+                on_phase("drawing overlays")
+                overlays.finish(report, inputs.sources, config)
+            on_phase("writing outputs")
             _write_outputs(out_dir, report, plan, inputs, started)
     except OutputBusy as exc:
         raise UsageError(str(exc)) from None
@@ -246,6 +254,8 @@ def _check_config(config: RunConfig) -> tuple[DecoderSpec, ...]:
     check_count("workers", config.workers)
     check_count("max_map_bytes", config.max_map_bytes, " byte")
     check_count("batch_bytes", config.batch_bytes, " byte")
+    check_count("overlay_count", config.overlay_count)
+    overlay_mode(config.overlays)
     runs = config.settings.resolved_runs()
     if not runs:
         raise UsageError("no decoder chosen")
@@ -283,7 +293,8 @@ def _inputs(
         many = config.peaks is not None  # any number of truth points per map
         truth = _read_truth(config.truth, many) if config.truth is not None else None
         notes: list[str] = []
-        sources, missing = discover_inputs(paths, out_dir, notes)
+        chosen = {"keys": config.keys, "strict_layout": config.strict_layout}
+        sources, missing = discover_inputs(paths, out_dir, notes, **chosen)
         if not sources:
             raise nothing_to_decode([(f.name, f.reason) for f in missing])
     except UsageError:
@@ -314,9 +325,10 @@ def _decode_with_overlays(
 ) -> tuple[DecodeOutcome, OverlayWriter | None]:
     """Step 4: decode ``todo``; each array's overlay is queued as it completes."""
     overlays = None
-    if config.overlays:
-        taken = resumed.overlays()
-        overlays = OverlayWriter(out_dir, plan.runs, config.workers, taken, config.overlay_maps)
+    mode = overlay_mode(config.overlays)
+    if mode != "none":
+        taken, count, spacing = resumed.overlays(), config.overlay_count, config.frame.spacing
+        overlays = OverlayWriter(out_dir, plan.runs, config.workers, taken, mode, count, spacing)
     try:
         decoding = decode_sources(
             todo,

@@ -720,22 +720,3 @@ def test_sweep_without_the_plot_extra_exits_0_with_a_warning(
 def test_dash_h_is_help(command, capsys):
     assert main([*command, "-h"]) == 0
     assert "Usage: heatdecode" in capsys.readouterr().out
-
-
-def test_the_progress_bar_counts_maps_and_their_rate():
-    """A file of 12 maps and one of 2 are not alike: the bar says 14 maps, and a rate."""
-    import io
-
-    from rich.console import Console
-
-    from heatdecode.cli import render
-    from heatdecode.loading import HeatmapArray
-
-    buffer = io.StringIO()
-    err = Console(file=buffer, force_terminal=True, width=120)
-    with render.progress_bar(err, False) as (started, loaded):
-        started(2)
-        loaded(None, [HeatmapArray("a.npy", "NCHW", (3, 4, 5, 6), np.zeros((3, 4, 5, 6)))])
-        loaded(None, [HeatmapArray("b.npy", "NCHW", (1, 2, 5, 6), np.zeros((1, 2, 5, 6)))])
-    shown = buffer.getvalue()
-    assert "14 maps" in shown and "maps/s" in shown

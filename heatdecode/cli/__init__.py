@@ -26,7 +26,9 @@ from heatdecode import __version__
 from heatdecode.atomic import OutputError
 from heatdecode.cli.bench import bench_command
 from heatdecode.cli.compare import compare_command
+from heatdecode.cli.helptext import Command, Group, epilog
 from heatdecode.cli.render import err_console, say
+from heatdecode.cli.report import report_command
 from heatdecode.cli.run import run_command
 from heatdecode.cli.sample import sample_command
 from heatdecode.cli.sweep import sweep_command
@@ -38,16 +40,23 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="heatdecode",
     help="Turn heatmaps (.npy, .npz, .png, .tif) into coordinates, 2D and 3D.",
+    epilog=epilog("heatdecode"),
+    cls=Group,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("run")(run_command)
-app.command("sweep")(sweep_command)
-app.command("bench")(bench_command)
-app.command("sample")(sample_command)
-app.command("compare")(compare_command)
+for _name, _command in {
+    "run": run_command,
+    "sweep": sweep_command,
+    "bench": bench_command,
+    "sample": sample_command,
+    "compare": compare_command,
+    "report": report_command,
+}.items():
+    # options panel by panel, then the examples and the exit codes (cli.helptext)
+    app.command(_name, cls=Command, epilog=epilog(_name))(_command)
 
 
 def _version(value: bool) -> None:

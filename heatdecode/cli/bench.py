@@ -12,7 +12,18 @@ from typing import Annotated
 import typer
 
 from heatdecode.cli import render
-from heatdecode.cli.params import DEFAULT_DEVICE, Decoder, DeviceOpt, Refused, value
+from heatdecode.cli.params import (
+    DECODER_NAMES,
+    DECODING_PANEL,
+    DEFAULT_DEVICE,
+    INPUT_PANEL,
+    RUN_PANEL,
+    Decoder,
+    DeviceOpt,
+    Refused,
+    one_of,
+    value,
+)
 from heatdecode.preflight import UsageError
 
 
@@ -35,16 +46,34 @@ def _check_shape(text: str) -> str:
 ShapeOpt = Annotated[
     str,
     typer.Option(
-        help="Batch shape, e.g. 64,17,64,48 (2D) or 2,8,64,64,64 (3D).", callback=_check_shape
+        metavar="N,C,...",
+        help="Batch shape, e.g. 64,17,64,48 (2D) or 2,8,64,64,64 (3D).",
+        callback=_check_shape,
+        rich_help_panel=INPUT_PANEL,
     ),
 ]
 DecodersOpt = Annotated[
     list[Decoder] | None,
-    typer.Option("--decoder", "-d", help="Decoder(s) to time.", show_default="all"),
+    typer.Option(
+        "--decoder",
+        "-d",
+        metavar="NAME",
+        help=f"Decoder to time, repeat for several: {one_of(DECODER_NAMES)}.",
+        show_default="all",
+        rich_help_panel=DECODING_PANEL,
+    ),
 ]
-RepeatsOpt = Annotated[int, typer.Option(help="Timed calls per decoder.")]
+RepeatsOpt = Annotated[
+    int, typer.Option(metavar="N", help="Timed calls per decoder.", rich_help_panel=RUN_PANEL)
+]
 SpatialDimsOpt = Annotated[
-    int | None, typer.Option(help="2 or 3.", show_default="3 for 5-axis shapes, else 2")
+    int | None,
+    typer.Option(
+        metavar="2|3",
+        help="Spatial axes at the end of the shape: 2 or 3.",
+        show_default="3 for 5-axis shapes, else 2",
+        rich_help_panel=INPUT_PANEL,
+    ),
 ]
 
 

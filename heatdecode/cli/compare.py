@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from heatdecode.cli import render
+from heatdecode.cli.params import DECODING_PANEL, OUTPUTS_PANEL
 from heatdecode.preflight import UsageError
 
 
@@ -18,12 +19,31 @@ class By(str, Enum):
     file = "file"
 
 
-OutArg = Annotated[Path, typer.Argument(help="A finished run's --out folder.")]
-WorstOpt = Annotated[int, typer.Option(help="How many maps to list where decoders disagree most.")]
-ByOpt = Annotated[By, typer.Option(help="Group the mean distances by channel or by file.")]
+OutArg = Annotated[Path, typer.Argument(metavar="OUT", help="A finished run's --out folder.")]
+WorstOpt = Annotated[
+    int,
+    typer.Option(
+        metavar="N",
+        help="How many maps to list where decoders disagree most.",
+        rich_help_panel=OUTPUTS_PANEL,
+    ),
+]
+ByOpt = Annotated[
+    By,
+    typer.Option(
+        metavar="GROUP",
+        help="Group the mean distances by channel or by file.",
+        rich_help_panel=OUTPUTS_PANEL,
+    ),
+]
 DecodersOpt = Annotated[
     str | None,
-    typer.Option(help="Only these decoder labels, comma-separated.", show_default="all"),
+    typer.Option(
+        metavar="LABEL,...",
+        help="Only these decoder labels, comma-separated.",
+        show_default="all",
+        rich_help_panel=DECODING_PANEL,
+    ),
 ]
 
 
@@ -33,11 +53,10 @@ def compare_command(
     by: ByOpt = By.channel,
     decoders: DecodersOpt = None,
 ) -> None:
-    """Compare the decoders of a finished run: distances between every pair, rows by
-    status, per channel (or file), the worst maps; writes comparison.csv (and
-    comparison.png with the plot extra).
+    """Compare the decoders of a finished run, from its outputs.
 
-    Example: heatdecode compare out --worst 20 --by file
+    Distances between every pair, rows by status, per channel (or file), the
+    worst maps; writes comparison.csv (and comparison.png with the plot extra).
     """
     if worst < 0:
         raise UsageError(f"--worst must be at least 0, got {worst}")

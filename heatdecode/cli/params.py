@@ -38,6 +38,7 @@ DECODING_PANEL = "Decoding"
 COORDINATES_PANEL = "Coordinates"
 OUTPUTS_PANEL = "Outputs"
 RUN_PANEL = "Run control"
+PANELS = (INPUT_PANEL, DECODING_PANEL, COORDINATES_PANEL, OUTPUTS_PANEL, RUN_PANEL)
 
 Decoder = Enum("Decoder", {name: name for name in DECODER_NAMES}, type=str)
 Normalize = Enum("Normalize", {name: name for name in NORMALIZE_CHOICES}, type=str)
@@ -131,99 +132,168 @@ def decoder_help(name: str) -> str:
     return options.OPTIONS[name].help
 
 
+def one_of(names: tuple[str, ...] | list[str]) -> str:
+    """A choice list for an option's help (its metavar names the value: no
+    ``<a|b|c>`` to break mid-word at 80 columns)."""
+    return ", ".join(names)
+
+
 PathsArg = Annotated[
-    list[Path], typer.Argument(help="Heatmap files and folders (scanned recursively).")
+    list[Path],
+    typer.Argument(metavar="PATH...", help="Heatmap files and folders (scanned recursively)."),
 ]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+OutOpt = Annotated[
+    Path,
+    typer.Option(
+        "--out", "-o", metavar="DIR", help="Output folder.", rich_help_panel=OUTPUTS_PANEL
+    ),
+]
 LayoutOpt = Annotated[
     str,
     typer.Option(
+        metavar="AXES",
         help="Axis order of the arrays, letters N C D H W (e.g. CHW, NCHWD), or auto.",
         callback=_layout,
+        rich_help_panel=INPUT_PANEL,
     ),
 ]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=RUN_PANEL
+    ),
+]
 BatchOpt = Annotated[
-    int, typer.Option(help="Maps per batch on the device.", callback=_count("batch_size"))
+    int,
+    typer.Option(
+        metavar="N",
+        help="Maps per batch on the device.",
+        callback=_count("batch_size"),
+        rich_help_panel=RUN_PANEL,
+    ),
 ]
 WorkersOpt = Annotated[
     int,
-    typer.Option(help="Threads reading files and drawing overlays.", callback=_count("workers")),
+    typer.Option(
+        metavar="N",
+        help="Threads reading files and drawing overlays.",
+        callback=_count("workers"),
+        rich_help_panel=RUN_PANEL,
+    ),
 ]
 BetaOpt = Annotated[
     float | None,
     typer.Option(
+        metavar="BETA",
         help=decoder_help("beta"),
         show_default=options.default_text("beta"),
         callback=_decoder_option("beta"),
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 NormalizeOpt = Annotated[
     Normalize | None,
     typer.Option(
+        metavar="MODE",
         help=decoder_help("normalize"),
         show_default=options.default_text("normalize"),
         callback=_decoder_option("normalize"),
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 RadiusOpt = Annotated[
     int | None,
     typer.Option(
+        metavar="PX",
         help=decoder_help("radius"),
         show_default=options.default_text("radius"),
         callback=_decoder_option("radius"),
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 SigmaOpt = Annotated[
     float | None,
     typer.Option(
+        metavar="PX",
         help=decoder_help("sigma"),
         show_default=options.default_text("sigma"),
         callback=_decoder_option("sigma"),
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 CoordsOpt = Annotated[
     Coords,
     typer.Option(
+        metavar="SYSTEM",
         help="pixel (centres at 0..W-1), half-pixel (centres at i+0.5), normalized "
-        "([-1,1] at outer centres) or normalized-edges ([-1,1] at outer edges)."
+        "([-1,1] at outer centres) or normalized-edges ([-1,1] at outer edges).",
+        rich_help_panel=COORDINATES_PANEL,
     ),
 ]
 StrideOpt = Annotated[
     str | None,
     typer.Option(
+        metavar="S",
         help="Heatmap-to-image scale, one value or per axis x,y[,z] (e.g. 4 or 4,4).",
+        show_default="1",
         callback=_per_axis("--stride"),
+        rich_help_panel=COORDINATES_PANEL,
     ),
 ]
 StrideOffsetOpt = Annotated[
     StrideOffset,
-    typer.Option(help="centre: u = x·s + (s-1)/2; none: u = x·s (HRNet/mmpose)."),
+    typer.Option(
+        metavar="MODE",
+        help="centre: u = x·s + (s-1)/2; none: u = x·s (HRNet/mmpose).",
+        rich_help_panel=COORDINATES_PANEL,
+    ),
 ]
 SpacingOpt = Annotated[
     str | None,
     typer.Option(
+        metavar="SIZE",
         help="Physical size of a voxel/pixel, one value or x,y[,z] (e.g. 0.8,0.8,2.5).",
+        show_default="none",
         callback=_per_axis("--spacing"),
+        rich_help_panel=COORDINATES_PANEL,
     ),
 ]
 MaxMapBytesOpt = Annotated[
     str,
     typer.Option(
+        metavar="SIZE",
         help="Largest array one file (or .npz member) may hold, as stored, in bytes or "
         "with a unit (512M, 4G); bigger ones are refused before they are read.",
         callback=_size("max_map_bytes"),
+        rich_help_panel=INPUT_PANEL,
     ),
 ]
 BatchBytesOpt = Annotated[
     str,
     typer.Option(
+        metavar="SIZE",
         help="Most bytes of maps in one batch, besides --batch-size maps (256M, 1G); "
         "a bigger map is decoded alone. Results don't depend on it.",
         callback=_size("batch_bytes"),
+        rich_help_panel=RUN_PANEL,
     ),
 ]
 OverwriteOpt = Annotated[
-    bool, typer.Option("--overwrite", help="Replace outputs already in --out.")
+    bool,
+    typer.Option(
+        "--overwrite",
+        metavar="",
+        help="Replace outputs already in --out.",
+        rich_help_panel=OUTPUTS_PANEL,
+    ),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        metavar="",
+        help="No progress bar or summary table.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]

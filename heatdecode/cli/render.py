@@ -1,4 +1,5 @@
-"""What the commands print: consoles, one-line messages, the progress bar, tables.
+"""What the commands print: consoles, one-line messages, tables (the progress
+bar: :mod:`heatdecode.cli.progress`).
 
 rich is imported inside the functions that draw, so the error path of a usage
 mistake and ``--version`` don't pay for it until they print.
@@ -10,9 +11,7 @@ Markup and emoji codes are off: a file named ``[bold]x.npy`` or
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from heatdecode.cli.progress import Tracker
     from heatdecode.evaluate import Evaluation
     from heatdecode.runner import RunReport
 
@@ -63,57 +63,21 @@ def say(console: Console, text: str) -> None:
     console.print(display_name(text))
 
 
-@contextmanager
-def progress_bar(err: Console, quiet: bool) -> Iterator[tuple[Callable, Callable]]:
-    """A progress bar over files (only on a terminal) and the per-file messages:
-    yields the ``on_start`` and ``on_loaded`` callbacks of a run."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def saved(report: RunReport, read: int) -> str:
+    """What an interrupted run saved, in the progress bar's terms (files read):
+    ``512 of the 787 files read were finished``, and those of an earlier run."""
+    new = report.saved_sources - report.resumed_sources
+    text = f"{new} of the {read} files read were finished"
+    if report.resumed_sources:
+        text += f" (and {report.resumed_sources} more, by the run resumed)"
+    return text
 
-    from heatdecode.loading import LoadFailure
 
-    progress = Progress(
-        TextColumn("reading and decoding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files, {task.fields[maps]:,} maps ({task.fields[rate]})"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=quiet or not err.is_terminal,
-    )
-    # the rate is of maps read: a file of 8,500 maps and one of 1 are not alike
-    task = progress.add_task("decoding", total=None, maps=0, rate="– maps/s")
-    clock = {"start": 0.0, "maps": 0}
+def progress_bar(err: Console, quiet: bool) -> AbstractContextManager[Tracker]:
+    """:func:`heatdecode.cli.progress.progress_bar`, imported (with rich) when drawn."""
+    from heatdecode.cli.progress import progress_bar as bar
 
-    def started(total: int) -> None:
-        clock["start"] = time.perf_counter()
-        progress.update(task, total=total)
-        progress.start()
-
-    def loaded(source: Any, items: list[Any]) -> None:
-        for item in items:
-            if isinstance(item, LoadFailure):
-                say(progress.console, f"error: {item.name}: {item.reason}")
-            else:
-                for note in item.warnings:
-                    say(progress.console, f"warning: {item.name}: {note}")
-                clock["maps"] += int(item.maps.shape[0] * item.maps.shape[1])
-        elapsed = max(time.perf_counter() - clock["start"], 1e-9)
-        rate = f"{clock['maps'] / elapsed:,.0f} maps/s"
-        progress.update(task, advance=1, maps=clock["maps"], rate=rate)
-
-    try:
-        yield started, loaded
-    finally:
-        progress.stop()
+    return bar(err, quiet)
 
 
 def run_summary(report: RunReport, numbers: dict[str, Any]) -> Table:

@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from heatdecode.cli import render
+from heatdecode.cli.inputs import KeyOpt, RunLayoutOpt, StrictLayoutOpt
 from heatdecode.cli.params import (
+    DECODING_PANEL,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DECODERS,
     DEFAULT_DEVICE,
     DEFAULT_WORKERS,
+    INPUT_PANEL,
+    OUTPUTS_PANEL,
+    RUN_PANEL,
     BatchBytesOpt,
     BatchOpt,
     BetaOpt,
@@ -29,7 +34,6 @@ from heatdecode.cli.params import (
     Decoder,
     DeviceOpt,
     Format,
-    LayoutOpt,
     MaxMapBytesOpt,
     NormalizeOpt,
     OutOpt,
@@ -43,10 +47,12 @@ from heatdecode.cli.params import (
     StrideOffsetOpt,
     StrideOpt,
     WorkersOpt,
+    _count,
+    one_of,
     value,
 )
 from heatdecode.frames import Frame, parse_per_axis
-from heatdecode.options import PEAK_DECODERS, PeakOptions
+from heatdecode.options import DECODER_NAMES, PEAK_DECODERS, PeakOptions
 from heatdecode.preflight import UsageError, check_out_dir, check_some_input_exists, parse_size
 
 if TYPE_CHECKING:
@@ -57,79 +63,147 @@ DecoderOpt = Annotated[
     typer.Option(
         "--decoder",
         "-d",
-        help="Decoder to run; repeat for several.",
+        metavar="NAME",
+        help=f"Decoder to run, repeat for several: {one_of(DECODER_NAMES)}.",
         show_default=", ".join(DEFAULT_DECODERS),
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 TruthOpt = Annotated[
     Path | None,
-    typer.Option(help="Ground-truth CSV (file,sample,channel,x,y[,z]): writes metrics too."),
-]
-FormatOpt = Annotated[Format, typer.Option("--format", help="Which coordinate files to write.")]
-OverlaysOpt = Annotated[bool, typer.Option("--overlays/--no-overlays", help="Write overlay PNGs.")]
-
-
-class OverlayMaps(str, Enum):
-    all = "all"
-    flagged = "flagged"
-
-
-OverlayMapsOpt = Annotated[
-    OverlayMaps,
     typer.Option(
-        help="Overlays of every file (flagged maps drawn first), or only of files with a "
-        "map whose status isn't ok."
+        metavar="CSV",
+        help="Ground-truth CSV (file, sample, channel, x, y[, z]): writes metrics too.",
+        show_default="none",
+        rich_help_panel=INPUT_PANEL,
+    ),
+]
+FormatOpt = Annotated[
+    Format,
+    typer.Option(
+        "--format",
+        metavar="WHICH",
+        help="Which coordinate files to write: both, csv or json.",
+        rich_help_panel=OUTPUTS_PANEL,
+    ),
+]
+# RunConfig's overlay defaults (heatdecode.runner imports torch; tests hold them equal)
+DEFAULT_OVERLAYS = "worst"
+DEFAULT_OVERLAY_COUNT = 24
+Overlays = Enum("Overlays", {name: name for name in ("all", "flagged", "worst", "none")}, type=str)
+OverlaysOpt = Annotated[
+    Overlays,
+    typer.Option(
+        metavar="WHICH",
+        help="Overlay PNGs of: worst, the --overlay-count maps where the decoders disagree "
+        "most (then flagged ones); flagged, every map whose status isn't ok; all, every map "
+        "(flagged first); none.",
+        rich_help_panel=OUTPUTS_PANEL,
+    ),
+]
+NoOverlaysOpt = Annotated[  # the old switch, kept working: --overlays none
+    bool, typer.Option("--no-overlays", hidden=True, rich_help_panel=OUTPUTS_PANEL)
+]
+OverlayCountOpt = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        help="--overlays worst: how many maps to draw.",
+        show_default=str(DEFAULT_OVERLAY_COUNT),
+        callback=lambda n: n if n is None else _count("overlay_count")(n),
+        rich_help_panel=OUTPUTS_PANEL,
     ),
 ]
 StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="Stop at the first file that can't be decoded.")
+    bool,
+    typer.Option(
+        "--strict",
+        metavar="",
+        help="Stop at the first file that can't be decoded.",
+        rich_help_panel=RUN_PANEL,
+    ),
 ]
 PeaksOpt = Annotated[
     bool,
     typer.Option(
         "--peaks",
+        metavar="",
         help="Every peak of each map (spots, bottom-up pose), each decoder at each; "
-        "rows gain their peak's rank. [default decoders: argmax, parabola]",
+        "rows gain their peak's rank. Decoders by default: argmax, parabola.",
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 MinDistanceOpt = Annotated[
     int | None,
-    typer.Option(help="--peaks: peaks at least this far apart (Chebyshev px).", show_default="2"),
+    typer.Option(
+        metavar="PX",
+        help="--peaks: peaks at least this far apart (Chebyshev px).",
+        show_default="2",
+        rich_help_panel=DECODING_PANEL,
+    ),
 ]
 ThresholdOpt = Annotated[
     float | None,
-    typer.Option(help="--peaks: keep peaks strictly above this value.", show_default="none"),
+    typer.Option(
+        metavar="VALUE",
+        help="--peaks: keep peaks strictly above this value.",
+        show_default="none",
+        rich_help_panel=DECODING_PANEL,
+    ),
 ]
 ThresholdRelOpt = Annotated[
     float | None,
     typer.Option(
-        help="--peaks: keep peaks above this fraction of the map's maximum.", show_default="0.5"
+        metavar="FRACTION",
+        help="--peaks: keep peaks above this fraction of the map's maximum.",
+        show_default="0.5",
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 MaxPeaksOpt = Annotated[
     int | None,
     typer.Option(
+        metavar="N",
         help="--peaks: most peaks kept per map (the highest); a map with more is warned about.",
         show_default="1000",
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 ExcludeBorderOpt = Annotated[
     str | None,
     typer.Option(
-        help="--peaks: drop peaks this close to the edge (px), or none.", show_default="none"
+        metavar="PX",
+        help="--peaks: drop peaks this close to the edge (px), or none.",
+        show_default="none",
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 MatchCutoffOpt = Annotated[
     str | None,
     typer.Option(
+        metavar="PX,...",
         help="--peaks with --truth: match distances (px), comma-separated.",
         show_default="0.5,1,2,3",
+        rich_help_panel=DECODING_PANEL,
+    ),
+]
+ReportOpt = Annotated[
+    bool,
+    typer.Option(
+        "--report",
+        metavar="",
+        help="Also write report.html: tables, histograms, the worst and flagged maps, "
+        "every map to sort and filter (as heatdecode report OUT).",
+        rich_help_panel=OUTPUTS_PANEL,
     ),
 ]
 ResumeOpt = Annotated[
     bool,
     typer.Option(
-        "--resume", help="Finish an interrupted run in --out, skipping the files it decoded."
+        "--resume",
+        metavar="",
+        help="Finish an interrupted run in --out, skipping the files it decoded.",
+        rich_help_panel=RUN_PANEL,
     ),
 ]
 
@@ -147,16 +221,20 @@ def run_command(
     stride_offset: StrideOffsetOpt = StrideOffset.centre,
     spacing: SpacingOpt = None,
     truth: TruthOpt = None,
-    layout: LayoutOpt = "auto",
+    layout: RunLayoutOpt = "auto",
+    key: KeyOpt = None,
+    strict_layout: StrictLayoutOpt = False,
     device: DeviceOpt = DEFAULT_DEVICE,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     workers: WorkersOpt = DEFAULT_WORKERS,
     fmt: FormatOpt = Format.both,
-    overlays: OverlaysOpt = True,
-    overlay_maps: OverlayMapsOpt = OverlayMaps.all,
+    overlays: OverlaysOpt = Overlays[DEFAULT_OVERLAYS],
+    no_overlays: NoOverlaysOpt = False,
+    overlay_count: OverlayCountOpt = None,
     overwrite: OverwriteOpt = False,
     strict: StrictOpt = False,
     resume: ResumeOpt = False,
+    write_report: ReportOpt = False,
     max_map_bytes: MaxMapBytesOpt = "2G",
     batch_bytes: BatchBytesOpt = "256M",
     peaks: PeaksOpt = False,
@@ -176,7 +254,7 @@ def run_command(
     peak_options = _peak_options(peaks, given)
     cutoffs = _cutoffs(match_cutoff)
     formats = ("csv", "json") if fmt == Format.both else (fmt.value,)
-    check_out_dir(out, formats, overwrite or resume, metrics=truth is not None)
+    check_out_dir(out, formats, overwrite or resume, metrics=truth is not None, report=write_report)
     check_some_input_exists(paths)
 
     from heatdecode.runner import RunConfig  # torch: only once the command line is known good
@@ -200,10 +278,12 @@ def run_command(
         batch_size=batch_size,
         workers=workers,
         formats=formats,
-        overlays=overlays,
-        overlay_maps=overlay_maps.value,
+        overlays=_overlays(value(overlays), no_overlays, overlay_count),
+        overlay_count=overlay_count or DEFAULT_OVERLAY_COUNT,
         overwrite=overwrite,
         strict=strict,
+        keys=tuple(key or ()),
+        strict_layout=strict_layout,
         truth=truth,
         resume=resume,
         max_map_bytes=parse_size(max_map_bytes),
@@ -213,7 +293,28 @@ def run_command(
     )
     report = _execute(paths, out, config, quiet)
     _report(report, out, quiet)
+    if write_report:
+        _write_page(out, quiet)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _write_page(out: Path, quiet: bool) -> None:
+    from heatdecode.report_page import write_report
+
+    path = write_report(out)
+    if not quiet:
+        render.say(render.out_console(), f"wrote {path}")
+
+
+def _overlays(mode: str, no_overlays: bool, count: int | None) -> str:
+    """``--overlays``, with the hidden ``--no-overlays`` as ``none``; options
+    that contradict each other are a usage error."""
+    if no_overlays and mode not in ("none", DEFAULT_OVERLAYS):
+        raise UsageError(f"--no-overlays contradicts --overlays {mode}")
+    mode = "none" if no_overlays else mode
+    if count is not None and mode != "worst":
+        raise UsageError(f"--overlay-count is for --overlays worst, not {mode}")
+    return mode
 
 
 def _peak_options(peaks: bool, given: dict[str, object]) -> PeakOptions | None:
@@ -281,15 +382,16 @@ def _execute(paths: list[Path], out: Path, config: RunConfig, quiet: bool) -> Ru
     from heatdecode.runner import Interrupted, run
 
     err = render.err_console()
-    with render.progress_bar(err, quiet) as (started, loaded):
+    with render.progress_bar(err, quiet) as bar:
         try:
-            return run(paths, out, config, on_loaded=loaded, on_start=started)
+            callbacks = {"on_loaded": bar.on_loaded, "on_start": bar.on_start}
+            return run(paths, out, config, **callbacks, on_phase=bar.on_phase)
         except Interrupted as stop:
             done = stop.report
             why = "interrupted" if done.error is None else f"error: {done.error}"
             render.say(
                 err,
-                f"heatdecode: {why}; the {done.saved_sources} files finished are in "
+                f"heatdecode: {why}; {render.saved(done, bar.files_read)}, saved in "
                 f"{out / PARTIAL_NAMES['csv']}; rerun with --resume to finish",
             )
             raise typer.Exit(130 if done.error is None else 1) from None

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from heatdecode.cli import render
-from heatdecode.cli.params import Refused
+from heatdecode.cli.params import OUTPUTS_PANEL, RUN_PANEL, Refused
 from heatdecode.preflight import UsageError
 
 
@@ -27,33 +27,70 @@ def _spots_per_map(spots: int | None) -> int | None:
     return spots
 
 
-OutArg = Annotated[Path, typer.Argument(help="Folder to write the heatmaps and truth.csv into.")]
-SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+OutArg = Annotated[
+    Path, typer.Argument(metavar="DIR", help="Folder to write the heatmaps and truth.csv into.")
+]
+SeedOpt = Annotated[int, typer.Option(metavar="N", help="Random seed.", rich_help_panel=RUN_PANEL)]
 KindOpt = Annotated[
     str | None,
     typer.Option(
+        metavar="KIND",
         help="A synthetic set instead of the mixed-format sample: "
         "clean, noisy, low-contrast, quantized, two-peaks, border, anisotropic, "
-        "spots (many spots per map, every one in truth.csv)."
+        "spots (many spots per map, every one in truth.csv).",
+        show_default="none: the mixed sample",
+        rich_help_panel=OUTPUTS_PANEL,
     ),
 ]
 DimsOpt = Annotated[
     int,
     typer.Option(
-        help="2 or 3, with --kind: 48x64 maps or 32³ volumes; for spots 256x256 maps "
+        metavar="2|3",
+        help="With --kind: 48x64 maps or 32³ volumes; for spots 256x256 maps "
         "or 48x64x64 (DxHxW) volumes.",
         callback=_dims,
+        rich_help_panel=OUTPUTS_PANEL,
     ),
 ]
-CountOpt = Annotated[int, typer.Option(help="Number of maps, with --kind.")]
-SigmaOpt = Annotated[float | None, typer.Option(help="Peak σ in px, with --kind (2; spots 1.5).")]
-NoiseOpt = Annotated[float | None, typer.Option(help="Noise std (peak = 1), with --kind.")]
-OffsetOpt = Annotated[float | None, typer.Option(help="Background offset, with --kind.")]
+CountOpt = Annotated[
+    int,
+    typer.Option(metavar="N", help="Number of maps, with --kind.", rich_help_panel=OUTPUTS_PANEL),
+]
+SigmaOpt = Annotated[
+    float | None,
+    typer.Option(
+        metavar="PX",
+        help="Peak σ in px, with --kind.",
+        show_default="2; spots 1.5",
+        rich_help_panel=OUTPUTS_PANEL,
+    ),
+]
+NoiseOpt = Annotated[
+    float | None,
+    typer.Option(
+        metavar="STD",
+        help="Noise std (peak = 1), with --kind.",
+        show_default="the kind's: 0; noisy 0.05; low-contrast 0.2",
+        rich_help_panel=OUTPUTS_PANEL,
+    ),
+]
+OffsetOpt = Annotated[
+    float | None,
+    typer.Option(
+        metavar="VALUE",
+        help="Background offset, with --kind.",
+        show_default="the kind's: 0; low-contrast 0.8",
+        rich_help_panel=OUTPUTS_PANEL,
+    ),
+]
 SpotsOpt = Annotated[
     int | None,
     typer.Option(
-        help="Spots per map, with --kind spots (100 in 2D, 60 in 3D; ≥ 4σ apart).",
+        metavar="N",
+        help="Spots per map, with --kind spots (at least 4σ apart).",
+        show_default="100 in 2D, 60 in 3D",
         callback=_spots_per_map,
+        rich_help_panel=OUTPUTS_PANEL,
     ),
 ]
 

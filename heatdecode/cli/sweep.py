@@ -14,9 +14,12 @@ import typer
 from heatdecode import options
 from heatdecode.cli import render
 from heatdecode.cli.params import (
+    DECODING_PANEL,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_WORKERS,
+    INPUT_PANEL,
+    NORMALIZE_CHOICES,
     BatchOpt,
     Decoder,
     DeviceOpt,
@@ -29,6 +32,7 @@ from heatdecode.cli.params import (
     RadiusOpt,
     Refused,
     WorkersOpt,
+    one_of,
     value,
 )
 from heatdecode.options import OptionError
@@ -58,20 +62,43 @@ def _sweepable(decoders: list[Decoder] | None) -> list[Decoder] | None:
     return decoders
 
 
-TruthOpt = Annotated[Path, typer.Option(help="Ground-truth CSV (file,sample,channel,x,y[,z]).")]
-BetasOpt = Annotated[str, typer.Option(help="β values to try, comma-separated.", callback=_betas)]
+SWEEPABLE = [name for name in options.DECODER_NAMES if options.takes(name, "beta")]
+TruthOpt = Annotated[
+    Path,
+    typer.Option(
+        metavar="CSV",
+        help="Ground-truth CSV (file, sample, channel, x, y[, z]).",
+        rich_help_panel=INPUT_PANEL,
+    ),
+]
+BetasOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="BETA,...",
+        help="β values to try, comma-separated.",
+        callback=_betas,
+        rich_help_panel=DECODING_PANEL,
+    ),
+]
 NormalizesOpt = Annotated[
     list[Normalize] | None,
-    typer.Option(help="Normalisation(s) to try; repeat for several.", show_default="minmax"),
+    typer.Option(
+        metavar="MODE",
+        help=f"Normalisation to try, repeat for several: {one_of(NORMALIZE_CHOICES)}.",
+        show_default="minmax",
+        rich_help_panel=DECODING_PANEL,
+    ),
 ]
 DecodersOpt = Annotated[
     list[Decoder] | None,
     typer.Option(
         "--decoder",
         "-d",
-        help="Decoder(s) to sweep.",
+        metavar="NAME",
+        help=f"Decoder to sweep, repeat for several: {one_of(SWEEPABLE)}.",
         show_default="softargmax",
         callback=_sweepable,
+        rich_help_panel=DECODING_PANEL,
     ),
 ]
 
@@ -113,8 +140,9 @@ def sweep_command(
         overwrite=overwrite,
     )
     err = render.err_console()
-    with render.progress_bar(err, quiet) as (started, loaded):
-        result = run_sweep(paths, out, truth, runs, config, on_loaded=loaded, on_start=started)
+    with render.progress_bar(err, quiet) as bar:
+        callbacks = {"on_loaded": bar.on_loaded, "on_start": bar.on_start}
+        result = run_sweep(paths, out, truth, runs, config, **callbacks, on_phase=bar.on_phase)
     if result.plot_error:
         render.say(err, f"warning: {result.plot_error}")
     console = render.out_console()
