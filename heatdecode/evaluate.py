@@ -19,7 +19,7 @@ import csv
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +41,9 @@ from heatdecode.results import PointRecord
 Key = tuple[str, int, int]  # (file, sample, channel)
 
 PCK_THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0)
+#: scores per channel for at most this many channels (keypoints, landmarks);
+#: the same limit as the run summary's per-channel table
+MAX_CHANNELS = 40
 METRICS_SCHEMA = "heatdecode.metrics/1"
 # Coordinates reach us rounded to 6 decimals (coordinates.csv), and e.g.
 # hypot(0.3, 0.4) is 0.5000000000000001: an error this close to a threshold is
@@ -83,6 +86,8 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "pck_T": "fraction of the count maps with error <= T (undecoded maps count as failures)",
     "missing_truth": "decoded maps (file, sample, channel) with no truth row: not scored",
     "missing_maps": "truth rows with no decoded map: not scored",
+    "by_channel": "the same columns per channel (keypoint) and decoder, each row with its "
+    "channel; null beyond 40 channels",
 }
 
 
@@ -128,10 +133,21 @@ class Evaluation:
     missing_truth: list[Key] = field(default_factory=list)
     missing_maps: list[Key] = field(default_factory=list)
     thresholds: tuple[float, ...] = PCK_THRESHOLDS
+    #: the same scores channel by channel (keypoint by keypoint); None beyond
+    #: :data:`MAX_CHANNELS` channels
+    by_channel: dict[int, dict[str, DecoderMetrics]] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One ``metrics.csv`` row per decoder."""
         return [m.row() for m in self.decoders.values()]
+
+    def channel_rows(self) -> list[dict[str, Any]] | None:
+        """One row per channel and decoder: ``channel`` then the metrics columns."""
+        if self.by_channel is None:
+            return None
+        return [
+            {"channel": c, **m.row()} for c, per in self.by_channel.items() for m in per.values()
+        ]
 
 
 # ---------------------------------------------------------------------------
@@ -190,7 +206,9 @@ def evaluate(
         which ``undecoded`` had empty coordinates; mean, median, p95, max error
         and bias (estimate − truth) per axis over the decoded ones; PCK over all
         ``count`` (an undecoded map is a miss). Maps without truth and truth
-        without maps are listed, in the order met, not scored.
+        without maps are listed, in the order met, not scored. ``by_channel``
+        holds the same scores for each channel alone (up to
+        :data:`MAX_CHANNELS` channels).
 
     Raises:
         ValueError: a key twice in ``truth``, a (key, decoder) twice in
@@ -211,6 +229,33 @@ def evaluate(
         [('b.npy', 0, 0)]
     """
     thresholds = tuple(float(t) for t in thresholds)
+    points = list(points)
+    truth = list(truth)
+    overall = _scores(points, truth, thresholds)
+    return replace(overall, by_channel=_by_channel(points, truth, thresholds))
+
+
+def _by_channel(
+    points: Sequence[PointRecord], truth: Sequence[Mapping[str, Any]], thresholds: tuple[float, ...]
+) -> dict[int, dict[str, DecoderMetrics]] | None:
+    """Each channel's scores (the same rules, on its points and truth rows only)."""
+    channels: dict[int, list[PointRecord]] = {}
+    for point in points:
+        channels.setdefault(point.channel, []).append(point)
+    if len(channels) > MAX_CHANNELS:
+        return None
+    targets: dict[int, list[Mapping[str, Any]]] = {}
+    for entry in truth:
+        targets.setdefault(row_key(entry)[2], []).append(entry)
+    return {
+        c: _scores(channels[c], targets.get(c, []), thresholds).decoders for c in sorted(channels)
+    }
+
+
+def _scores(
+    points: Iterable[PointRecord], truth: Iterable[Mapping[str, Any]], thresholds: tuple[float, ...]
+) -> Evaluation:
+    """:func:`evaluate` without the per-channel breakdown."""
     targets: dict[Key, tuple[float, float, float | None]] = {}
     for entry in truth:
         key = row_key(entry)
@@ -285,6 +330,7 @@ def metrics_document(evaluation: Evaluation) -> dict[str, Any]:
         "decoders": evaluation.rows(),
         "missing_truth": key_dicts(evaluation.missing_truth),
         "missing_maps": key_dicts(evaluation.missing_maps),
+        "by_channel": evaluation.channel_rows(),
     }
 
 

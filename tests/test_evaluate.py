@@ -205,6 +205,41 @@ def test_inconsistent_input_is_a_value_error(rows, truth, message):
         evaluate(rows, truth)
 
 
+def test_each_channel_is_scored_alone_against_a_float64_reference(rng):
+    truth, points, errors = [], [], {}
+    for sample in range(6):
+        for channel in range(3):
+            t = rng.uniform(0, 40, size=2)
+            truth.append(truth_row("m.npy", *t, sample=sample, channel=channel))
+            for decoder, noise in (("argmax", 0.6), ("dark", 0.2)):
+                xy = t + rng.normal(0, noise * (channel + 1), size=2)
+                points.append(
+                    PointRecord("m.npy", sample, channel, decoder, 0, tuple(xy), 1, None, "ok")
+                )
+                errors.setdefault((channel, decoder), []).append(np.hypot(*(xy - t)))
+    result = evaluate(points, truth)
+    assert sorted(result.by_channel) == [0, 1, 2]
+    for (channel, decoder), e in errors.items():
+        m = result.by_channel[channel][decoder]
+        assert m.count == 6
+        assert m.mean == pytest.approx(np.mean(e), rel=1e-12)
+        assert m.pck[1.0] == pytest.approx(np.mean(np.asarray(e) <= 1.0))
+    rows = result.channel_rows()
+    assert [(r["channel"], r["decoder"]) for r in rows][:3] == [
+        (0, "argmax"),
+        (0, "dark"),
+        (1, "argmax"),
+    ]
+
+
+def test_beyond_forty_channels_there_is_no_per_channel_breakdown():
+    truth = [truth_row("m.npy", 1.0, 1.0, channel=c) for c in range(41)]
+    points = [PointRecord("m.npy", 0, c, "argmax", 0, (1.0, 1.0), 1, None, "ok") for c in range(41)]
+    result = evaluate(points, truth)
+    assert result.by_channel is None and result.channel_rows() is None
+    assert result.decoders["argmax"].count == 41
+
+
 def test_custom_thresholds():
     result = evaluate([row("a", "d", 0.0, 3.0)], [truth_row("a", 0.0, 0.0)], thresholds=[3, 5])
     assert result.thresholds == (3.0, 5.0)
