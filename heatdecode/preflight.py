@@ -17,6 +17,8 @@ from pathlib import Path
 
 OUTPUT_NAMES = {"csv": "coordinates.csv", "json": "coordinates.json"}
 METRICS_NAMES = ("metrics.csv", "metrics.json")
+#: ``run --report``'s page (heatdecode.report_page writes it; named here, torch-free)
+REPORT_NAME = "report.html"
 MISSING = "no such file or folder"
 
 
@@ -25,9 +27,15 @@ class UsageError(ValueError):
 
 
 def check_out_dir(
-    out_dir: Path, formats: Sequence[str], overwrite: bool, metrics: bool = False
+    out_dir: Path,
+    formats: Sequence[str],
+    overwrite: bool,
+    metrics: bool = False,
+    report: bool = False,
 ) -> None:
     """Refuse an output folder that can't be used, before any work starts."""
+    if report and "json" not in formats:
+        raise UsageError("--report reads coordinates.json: use --format json or both")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a folder")
@@ -38,6 +46,7 @@ def check_out_dir(
         raise UsageError(f"--out {out_dir} is not writable")
     if not overwrite:
         names = [OUTPUT_NAMES[f] for f in formats] + (list(METRICS_NAMES) if metrics else [])
+        names += [REPORT_NAME] if report else []
         taken = [name for name in names if (out_dir / name).exists()]
         if taken:
             raise UsageError(
