@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +23,7 @@ import numpy as np
 from heatdecode.atomic import CSV_ERRORS, atomic_write
 from heatdecode.comparison import pixel_scale, scaled_distance
 from heatdecode.frames import Frame
+from heatdecode.readers import row_key, row_point
 from heatdecode.results import PointRecord, SourceRecord
 from heatdecode.resume import MalformedOutputs, document_records
 from heatdecode.writers import JSON_SCHEMA
@@ -82,10 +83,22 @@ def pair_name(a: str, b: str) -> str:
     return f"{a}~{b}"
 
 
-def compare_rows(run: FinishedRun, decoders: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def truth_targets(truth: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int, int], tuple]:
+    """(file, sample, channel) -> the true (x, y[, z]), from :func:`read_truth`'s rows."""
+    return {row_key(entry): tuple(v for v in row_point(entry) if v is not None) for entry in truth}
+
+
+def compare_rows(
+    run: FinishedRun,
+    decoders: Sequence[str] | None = None,
+    truth: Mapping[tuple[str, int, int], tuple] | None = None,
+) -> list[dict[str, Any]]:
     """One row per point: file, sample, channel, peak, score, the distance of
     every decoder pair (``a~b``, heatmap pixels; empty where either has no
-    coordinates) and each decoder's status."""
+    coordinates) and each decoder's status; with ``truth``
+    (:func:`truth_targets`), each decoder's error ``error:LABEL`` against it, in
+    the coordinates' units as ``metrics.csv`` gives them (empty without a truth
+    row)."""
     labels = [label for label in run.labels if decoders is None or label in decoders]
     pairs = list(itertools.combinations(labels, 2))
     rows = []
@@ -102,14 +115,28 @@ def compare_rows(run: FinishedRun, decoders: Sequence[str] | None = None) -> lis
                 row[pair_name(a, b)] = _distance(by_label.get(a), by_label.get(b), scale.get(file))
             for label in labels:
                 row[f"status:{label}"] = by_label[label].status if label in by_label else None
+            if truth is not None:
+                target = truth.get((file, sample, channel))
+                for label in labels:
+                    row[f"error:{label}"] = _error(by_label.get(label), target)
             rows.append(row)
     return rows
 
 
-def comparison_columns(run: FinishedRun, decoders: Sequence[str] | None = None) -> list[str]:
+def _error(point: PointRecord | None, target: tuple | None) -> float | None:
+    if point is None or point.coords is None or target is None:
+        return None
+    return float(np.linalg.norm(np.subtract(point.coords, target, dtype=np.float64)))
+
+
+def comparison_columns(
+    run: FinishedRun, decoders: Sequence[str] | None = None, truth: bool = False
+) -> list[str]:
     labels = [label for label in run.labels if decoders is None or label in decoders]
     pairs = [pair_name(a, b) for a, b in itertools.combinations(labels, 2)]
-    return ["file", "sample", "channel", "peak", "score", *pairs, *(f"status:{x}" for x in labels)]
+    errors = [f"error:{x}" for x in labels] if truth else []
+    status = [f"status:{x}" for x in labels]
+    return ["file", "sample", "channel", "peak", "score", *pairs, *status, *errors]
 
 
 def _distance(

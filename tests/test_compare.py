@@ -67,3 +67,35 @@ def test_compare_of_a_folder_without_a_run_is_one_line(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "coordinates.json: not found" in err and "Traceback" not in err
+
+
+def test_compare_with_truth_adds_each_decoders_error_against_it(finished, tmp_path, capsys):
+    truth = tmp_path / "truth.csv"
+    lines = ["file,sample,channel,x,y"]
+    lines += [f"m.npy,{s},{c},6.25,5.0" for s in range(2) for c in range(3) if (s, c) != (1, 2)]
+    truth.write_text("\n".join(lines) + "\n")
+    assert main(["compare", str(finished), "--truth", str(truth)]) == 0
+    text = capsys.readouterr().out
+    assert "error against truth" in text and "mean error, by channel" in text
+    with open(finished / "comparison.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    coords = {}
+    with open(finished / "coordinates.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            coords[(r["sample"], r["channel"], r["decoder"])] = (float(r["x"]), float(r["y"]))
+    for row in rows:
+        for decoder in ("argmax", "parabola", "quarter"):
+            cell = row[f"error:{decoder}"]
+            if (row["sample"], row["channel"]) == ("1", "2"):
+                assert cell == ""  # no truth row for that map
+                continue
+            x, y = coords[(row["sample"], row["channel"], decoder)]
+            assert float(cell) == pytest.approx(np.hypot(x - 6.25, y - 5.0), abs=2e-6)
+
+
+def test_compare_with_a_bad_truth_file_is_one_line_and_exit_2(finished, tmp_path, capsys):
+    bad = tmp_path / "truth.csv"
+    bad.write_text("file,sample,x\nm.npy,0,1\n")
+    assert main(["compare", str(finished), "--truth", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--truth" in err and "truth.csv" in err

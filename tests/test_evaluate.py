@@ -325,9 +325,36 @@ def test_metrics_table_shows_every_decoder_and_the_missing_counts(written):
     assert "1 truth row(s) without a decoded map" in caption
 
 
+def test_metrics_tables_of_six_decoders_fit_80_columns_uncut(rng):
+    import io
+
+    from rich.console import Console
+
+    from heatdecode.cli.render import channel_metrics_tables
+    from heatdecode.family import DECODERS
+
+    truth, points = [], []
+    for channel in range(17):
+        truth.append(truth_row("m.npy", 10.0, 20.0, channel=channel))
+        for decoder in DECODERS:
+            xy = (10.0 + rng.normal(0, 0.3), 20.0 + rng.normal(0, 0.3))
+            points.append(PointRecord("m.npy", 0, channel, decoder, 0, xy, 1.0, None, "ok"))
+    result = evaluate(points, truth)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80)
+    for table in [metrics_table(result), *channel_metrics_tables(result.by_channel)]:
+        console.print(table)
+    text = buffer.getvalue()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for decoder, m in result.decoders.items():
+        assert f"{m.mean:.3f}" in text, decoder
+    assert text.count("\n│      16 │") == 2  # the last keypoint, in both per-channel tables
+
+
 def test_metrics_table_of_an_empty_evaluation():
     table = metrics_table(Evaluation(decoders={}))
-    assert table.row_count == 0
+    assert len(table.columns) == 1  # the statistic names, and no decoder
 
 
 # ---------------------------------------------------------------------------

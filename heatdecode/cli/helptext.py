@@ -116,6 +116,11 @@ EXAMPLES: dict[str, Examples] = {
                 "heatdecode compare out --worst 20 --by file",
                 "out/comparison.csv",
             ),
+            Example(
+                "each decoder's error against the truth too",
+                "heatdecode compare out --truth maps/truth.csv",
+                "out/comparison.csv",
+            ),
         ),
         given=(SAMPLE, RUN),
     ),

@@ -156,6 +156,35 @@ def channel_table(channels: dict[int, dict[str, float]]) -> Table:
     return table
 
 
+def channel_metrics_tables(by_channel: dict[int, dict[str, Any]]) -> list[Table]:
+    """Mean error, then PCK@1, per channel (keypoint): one column per decoder.
+
+    Example:
+        >>> from types import SimpleNamespace as Fake  # stands for DecoderMetrics
+        >>> error, pck = channel_metrics_tables({0: {"dark": Fake(mean=0.25, pck={1.0: 0.9})}})
+        >>> list(error.columns[1].cells), list(pck.columns[1].cells)
+        (['0.250'], ['90.0%'])
+    """
+    from rich.table import Table
+
+    labels = list(dict.fromkeys(label for c in by_channel.values() for label in c))
+    shown = {
+        "mean error, by channel": lambda m: _show(m.mean),
+        "PCK@1, by channel": lambda m: _share(m.pck.get(1.0)),
+    }
+    tables = []
+    for title, cell in shown.items():
+        table = Table(title=title, title_justify="left")
+        table.add_column("channel", justify="right")
+        for label in labels:
+            table.add_column(display_name(label), justify="right", overflow="fold")
+        for channel, by_label in by_channel.items():
+            values = [cell(by_label[x]) if x in by_label else "" for x in labels]
+            table.add_row(str(channel), *values)
+        tables.append(table)
+    return tables
+
+
 def worst_table(worst: list[Any]) -> Table:
     """The maps where the decoders disagree most, then flagged ones."""
     from rich.table import Table
@@ -201,6 +230,8 @@ def print_run_summary(report: RunReport, numbers: dict[str, Any], out: Path) -> 
         console.print(matching_table(report.evaluation))
     elif report.evaluation is not None:
         console.print(metrics_table(report.evaluation))
+        for table in channel_metrics_tables(report.evaluation.by_channel or {}):
+            console.print(table)
     for path in report.outputs:
         say(console, f"wrote {path}")
     if report.results and (out / "overlays").is_dir():
@@ -266,7 +297,9 @@ def bench_table(title: str, rows: list[Any]) -> Table:
 
 
 def metrics_table(evaluation: Evaluation) -> Table:
-    """The evaluation as a rich table: one row per decoder, missing keys in the caption.
+    """The evaluation as a rich table: a row per statistic, a column per decoder
+    (six decoders fit in 80 columns; a row per decoder takes 110), missing keys
+    in the caption.
 
     The evaluation as the CLI draws it (rich lives only in the CLI), so the
     library's evaluation needs no rich.
@@ -278,36 +311,45 @@ def metrics_table(evaluation: Evaluation) -> Table:
         >>> evaluation = Fake(decoders={"argmax": m}, thresholds=(0.5,), missing_truth=[],
         ...                   missing_maps=[])
         >>> table = metrics_table(evaluation)
-        >>> [c.header for c in table.columns][3:8]
+        >>> list(table.columns[0].cells)[2:7]
         ['mean', 'median', 'p95', 'max', 'bias x']
-        >>> list(table.columns[3].cells), list(table.columns[-1].cells)
-        (['0.500'], ['100.0%'])
+        >>> list(table.columns[1].cells)[2], list(table.columns[1].cells)[-1]
+        ('0.500', '100.0%')
     """
     from rich.table import Table
 
-    has_z = any(m.bias_z is not None for m in evaluation.decoders.values())
-    table = Table(title="Error against truth")
-    for name in ("decoder", "maps", "undecoded", "mean", "median", "p95", "max"):
-        table.add_column(name, justify="left" if name == "decoder" else "right")
+    metrics = list(evaluation.decoders.values())
+    has_z = any(m.bias_z is not None for m in metrics)
+    table = Table(title="error against truth", title_justify="left")
+    table.add_column("")
+    for m in metrics:
+        table.add_column(display_name(m.decoder), justify="right", overflow="fold")
+    rows: list[tuple[str, list[str]]] = [
+        ("maps", [str(m.count) for m in metrics]),
+        ("undecoded", [str(m.undecoded) for m in metrics]),
+    ]
+    for name in ("mean", "median", "p95", "max"):
+        rows.append((name, [_show(getattr(m, name)) for m in metrics]))
     for axis in ("x", "y", "z") if has_z else ("x", "y"):
-        table.add_column(f"bias {axis}", justify="right")
+        rows.append(
+            (f"bias {axis}", [_show(getattr(m, f"bias_{axis}"), signed=True) for m in metrics])
+        )
     for t in evaluation.thresholds:
-        table.add_column(f"PCK@{t:g}", justify="right")
-    for m in evaluation.decoders.values():
-        cells = [m.decoder, str(m.count), str(m.undecoded)]
-        cells += [_show(v) for v in (m.mean, m.median, m.p95, m.max)]
-        cells += [
-            _show(v, signed=True) for v in (m.bias_x, m.bias_y, m.bias_z)[: 3 if has_z else 2]
-        ]
-        cells += ["–" if v is None else f"{100 * v:.1f}%" for v in m.pck.values()]
-        table.add_row(*cells)
-    notes = ["errors in the coordinates' units; undecoded maps count as misses in PCK"]
+        rows.append((f"PCK@{t:g}", [_share(m.pck.get(t)) for m in metrics]))
+    for name, cells in rows:
+        table.add_row(name, *cells)
+    notes = ["errors in the coordinates' units;", "undecoded maps count as misses in PCK"]
     if evaluation.missing_truth:
         notes.append(f"{len(evaluation.missing_truth)} decoded map(s) without a truth row")
     if evaluation.missing_maps:
         notes.append(f"{len(evaluation.missing_maps)} truth row(s) without a decoded map")
     table.caption = "\n".join(notes)
+    table.caption_justify = "left"
     return table
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
 
 
 def _show(value: float | None, digits: int = 3, signed: bool = False) -> str:
@@ -341,6 +383,19 @@ def print_comparison(
         found = worst_maps(run.records, run.frame, worst, distances)
         if found:
             console.print(worst_table(found))
+
+
+def print_truth_comparison(run: Any, truth: list[dict[str, Any]], chosen: Any) -> None:
+    """``compare --truth``: each decoder's error against the truth, overall and
+    by channel (the tables ``run --truth`` prints)."""
+    from heatdecode.evaluate import evaluate
+
+    points = [p for r in run.records for p in r.points if chosen is None or p.decoder in chosen]
+    evaluation = evaluate(points, truth)
+    console = out_console()
+    console.print(metrics_table(evaluation))
+    for table in channel_metrics_tables(evaluation.by_channel or {}):
+        console.print(table)
 
 
 def pair_table(columns: list[str], rows: list[dict[str, Any]]) -> Table:
