@@ -21,7 +21,7 @@ from typing import IO, Any
 import numpy as np
 
 from heatdecode.atomic import CSV_ERRORS, atomic_write
-from heatdecode.comparison import pixel_scale, scaled_distance
+from heatdecode.comparison import pixel_scale, point_distance
 from heatdecode.frames import Frame
 from heatdecode.readers import row_key, row_point
 from heatdecode.results import PointRecord, SourceRecord
@@ -112,7 +112,9 @@ def compare_rows(
             first = by_label.get(labels[0]) if labels else None
             row["score"] = first.score if first is not None else None
             for a, b in pairs:
-                row[pair_name(a, b)] = _distance(by_label.get(a), by_label.get(b), scale.get(file))
+                row[pair_name(a, b)] = point_distance(
+                    by_label.get(a), by_label.get(b), scale.get(file)
+                )
             for label in labels:
                 row[f"status:{label}"] = by_label[label].status if label in by_label else None
             if truth is not None:
@@ -137,14 +139,6 @@ def comparison_columns(
     errors = [f"error:{x}" for x in labels] if truth else []
     status = [f"status:{x}" for x in labels]
     return ["file", "sample", "channel", "peak", "score", *pairs, *status, *errors]
-
-
-def _distance(
-    a: PointRecord | None, b: PointRecord | None, scale: np.ndarray | None
-) -> float | None:
-    if a is None or b is None or a.coords is None or b.coords is None or scale is None:
-        return None
-    return scaled_distance(a.coords, b.coords, scale)
 
 
 def write_comparison_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:

@@ -140,12 +140,7 @@ def worst_maps(
     if distances is None:
         distances = map_distances(records, frame)
     rank = {s: i for i, s in enumerate(STATUSES)}
-    status: dict[PointKey, str] = {}
-    for record in records:
-        for p in record.points:
-            key = (*p.key, p.point)
-            if key not in status or rank[p.status] < rank[status[key]]:
-                status[key] = p.status
+    status = point_statuses(records)
     found = []
     for key, by_label in distances.items():
         if by_label:
@@ -160,6 +155,28 @@ def worst_maps(
     )
     worst += [WorstMap(*k, None, None, status[k]) for k in flagged[: count - len(worst)]]
     return worst
+
+
+def point_statuses(records: Sequence[SourceRecord]) -> dict[PointKey, str]:
+    """Each point's most serious status over the decoders (the status order), in run order."""
+    rank = {s: i for i, s in enumerate(STATUSES)}
+    status: dict[PointKey, str] = {}
+    for record in records:
+        for p in record.points:
+            key = (*p.key, p.point)
+            if key not in status or rank[p.status] < rank[status[key]]:
+                status[key] = p.status
+    return status
+
+
+def point_distance(
+    a: PointRecord | None, b: PointRecord | None, scale: np.ndarray | None
+) -> float | None:
+    """Two decoders' distance at one point, in heatmap pixels (``scale``:
+    :func:`pixel_scale`); None where either has no coordinates."""
+    if a is None or b is None or a.coords is None or b.coords is None or scale is None:
+        return None
+    return scaled_distance(a.coords, b.coords, scale)
 
 
 def pixel_scale(spatial_shape: Sequence[int], frame: Frame) -> np.ndarray:

@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from heatdecode.comparison import PointKey, pixel_scale, scaled_distance, worst_maps
+from heatdecode.comparison import (
+    PointKey,
+    pixel_scale,
+    point_distance,
+    point_statuses,
+    worst_maps,
+)
 from heatdecode.frames import Frame
 from heatdecode.results import PointRecord, SourceRecord
 from heatdecode.status import STATUSES
@@ -82,7 +88,7 @@ def map_table(records: Sequence[SourceRecord], labels: Sequence[str], frame: Fra
             columns["score"].append(_rounded(first.score if first else None))
             columns["status"].append(min(rank[p.status] for p in by_label.values()))
             for label in others:
-                d = _distance(first, by_label.get(label), scale.get(file))
+                d = point_distance(first, by_label.get(label), scale.get(file))
                 distances[label].append(_rounded(d))
     return MapTable(list(files), columns, distances)
 
@@ -92,14 +98,6 @@ def _points(points: Sequence[PointRecord]) -> dict[PointKey, dict[str, PointReco
     for p in points:
         grouped.setdefault((*p.key, p.point), {})[p.decoder] = p
     return grouped
-
-
-def _distance(
-    a: PointRecord | None, b: PointRecord | None, scale: np.ndarray | None
-) -> float | None:
-    if a is None or b is None or a.coords is None or b.coords is None or scale is None:
-        return None
-    return scaled_distance(a.coords, b.coords, scale)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -190,13 +188,7 @@ def _flagged(records: Sequence[SourceRecord]) -> list[tuple[PointKey, str]]:
     """Points whose most serious status (of any decoder) isn't ok, most serious
     first, then in run order."""
     rank = {s: i for i, s in enumerate(STATUSES)}
-    worst: dict[PointKey, str] = {}
-    for record in records:
-        for p in record.points:
-            key = (*p.key, p.point)
-            if key not in worst or rank[p.status] < rank[worst[key]]:
-                worst[key] = p.status
-    flagged = [(k, s) for k, s in worst.items() if s != "ok"]
+    flagged = [(k, s) for k, s in point_statuses(records).items() if s != "ok"]
     return sorted(flagged, key=lambda item: rank[item[1]])
 
 
