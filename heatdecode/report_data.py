@@ -196,13 +196,17 @@ def overlay_images(
     records: Sequence[SourceRecord], index: Sequence[Mapping[str, Any]] | None
 ) -> dict[tuple[str, int, int], str]:
     """Which overlay image draws each map: from ``overlays/index.json``'s
-    entries when the run wrote one, else each file's overlay (every map of
-    the file, as ``coordinates.json`` names it)."""
+    entries when the run wrote one (``image#N``: the map is the image's N-th
+    panel), else each file's overlay (every map of the file, as
+    ``coordinates.json`` names it)."""
     found: dict[tuple[str, int, int], str] = {}
     if index:
         for entry in index:
             for m in entry.get("maps", ()):
-                found.setdefault((m["file"], int(m["sample"]), int(m["channel"])), entry["image"])
+                key = (m["file"], int(m["sample"]), int(m["channel"]))
+                panel = (m.get("panel") or {}).get("index")
+                # the panel's number, 1-based as a reader counts, rides on the link
+                found.setdefault(key, entry["image"] + ("" if panel is None else f"#{panel + 1}"))
         return found
     for record in records:
         for f in record.files:

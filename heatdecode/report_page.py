@@ -308,8 +308,11 @@ def _card(item: GalleryItem) -> str:
     if item.why == "worst" and item.status != "ok":
         what += f" · {item.status}"
     if item.image:
-        href = quote(item.image)
+        image, _, panel = item.image.partition("#")
+        href = quote(image)
         picture = f'<a href="{href}"><img src="{href}" alt="overlay of {_e(item.file)}"></a>'
+        if panel:
+            what += f" · panel {panel}"
     else:
         picture = '<p class="muted">no overlay drawn for this map</p>'
     return f"<figure>{picture}<figcaption>{_e(where)}<br>{_e(what)}</figcaption></figure>"

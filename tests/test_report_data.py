@@ -125,8 +125,13 @@ def test_gallery_lists_the_worst_maps_then_the_flagged_ones_each_with_its_overla
 
 
 def test_overlay_images_come_from_the_index_when_the_run_wrote_one(records):
-    index = [
-        {"image": "overlays/worst.png", "maps": [{"file": "a.npy", "sample": 1, "channel": 2}]}
+    maps = [
+        {"file": "a.npy", "sample": 1, "channel": 2},
+        {"file": "a.npy", "sample": 0, "channel": 1, "panel": {"index": 4, "row": 1, "column": 0}},
     ]
-    assert overlay_images(records, index) == {("a.npy", 1, 2): "overlays/worst.png"}
+    index = [{"image": "overlays/worst.png", "maps": maps}]
+    assert overlay_images(records, index) == {
+        ("a.npy", 1, 2): "overlays/worst.png",
+        ("a.npy", 0, 1): "overlays/worst.png#5",
+    }
     assert overlay_images(records, None) == {}  # no file has an overlay
