@@ -1,6 +1,8 @@
 """What the commands print: consoles, one-line messages, tables (the progress
 bar: :mod:`heatdecode.cli.progress`).
 
+Size: every table the commands print lives here, one home for their 80-column rules.
+
 rich is imported inside the functions that draw, so the error path of a usage
 mistake and ``--version`` don't pay for it until they print.
 
