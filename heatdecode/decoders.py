@@ -350,7 +350,7 @@ def soft_argmax(
     :class:`~heatdecode.status.BackgroundDominatedWarning`, once per calling
     line (Python's default filter). The check is cheap and never breaks a
     training step: it is skipped when autograd flows into ``heatmaps``, when
-    compiling or tracing, and on accelerators after the first few calls
+    compiling or tracing, and on accelerators, where it would be a device sync
     (:func:`~heatdecode.status.should_check`). ``warn=False`` or
     ``warnings.simplefilter("ignore", BackgroundDominatedWarning)`` silences it.
 

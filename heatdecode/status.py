@@ -27,9 +27,8 @@ the library's warning for the ``low-contrast`` condition
 (:func:`warn_if_background_dominated`).
 
 Pure core: imports only the standard library, numpy, torch and other core
-modules (the ``CORE`` list of ``tests/test_package.py``); no I/O, so it can be
-used without the CLI stack. Its one piece of module state is the count of
-accelerator checks :func:`warn_if_background_dominated` has left.
+modules (the ``CORE`` list of ``tests/test_package.py``); no I/O and no module
+state, so it can be used without the CLI stack.
 """
 
 from __future__ import annotations

@@ -181,46 +181,24 @@ WorkersOpt = Annotated[
         rich_help_panel=RUN_PANEL,
     ),
 ]
-BetaOpt = Annotated[
-    float | None,
-    typer.Option(
-        metavar="BETA",
-        help=decoder_help("beta"),
-        show_default=options.default_text("beta"),
-        callback=_decoder_option("beta"),
+
+
+def decoder_option(name: str, metavar: str) -> Any:
+    """The typer option of decoder option ``name``: its help, default text and
+    check all from :mod:`heatdecode.options`, in the decoding panel."""
+    return typer.Option(
+        metavar=metavar,
+        help=decoder_help(name),
+        show_default=options.default_text(name),
+        callback=_decoder_option(name),
         rich_help_panel=DECODING_PANEL,
-    ),
-]
-NormalizeOpt = Annotated[
-    Normalize | None,
-    typer.Option(
-        metavar="MODE",
-        help=decoder_help("normalize"),
-        show_default=options.default_text("normalize"),
-        callback=_decoder_option("normalize"),
-        rich_help_panel=DECODING_PANEL,
-    ),
-]
-RadiusOpt = Annotated[
-    int | None,
-    typer.Option(
-        metavar="PX",
-        help=decoder_help("radius"),
-        show_default=options.default_text("radius"),
-        callback=_decoder_option("radius"),
-        rich_help_panel=DECODING_PANEL,
-    ),
-]
-SigmaOpt = Annotated[
-    float | None,
-    typer.Option(
-        metavar="PX",
-        help=decoder_help("sigma"),
-        show_default=options.default_text("sigma"),
-        callback=_decoder_option("sigma"),
-        rich_help_panel=DECODING_PANEL,
-    ),
-]
+    )
+
+
+BetaOpt = Annotated[float | None, decoder_option("beta", "BETA")]
+NormalizeOpt = Annotated[Normalize | None, decoder_option("normalize", "MODE")]
+RadiusOpt = Annotated[int | None, decoder_option("radius", "PX")]
+SigmaOpt = Annotated[float | None, decoder_option("sigma", "PX")]
 CoordsOpt = Annotated[
     Coords,
     typer.Option(
